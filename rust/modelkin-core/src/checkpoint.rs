@@ -1,0 +1,322 @@
+//! Opening checkpoints: one safetensors file, a folder of them, or a sharded index.
+//!
+//! Everything read from disk is validated here, before any tensor data is touched; afterwards the
+//! streaming code can slice the mapped files without further checks.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Component, Path, PathBuf};
+
+use memmap2::{Mmap, MmapOptions};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::format::{safetensors, TensorInfo};
+
+/// File name of the index that Hugging Face sharded checkpoints use.
+pub const INDEX_NAME: &str = "model.safetensors.index.json";
+
+/// One memory-mapped file of a checkpoint.
+#[derive(Debug)]
+pub struct MappedFile {
+    /// Path as opened.
+    pub path: PathBuf,
+    /// Size in bytes.
+    pub size: u64,
+    /// The header's `__metadata__` map.
+    pub metadata: BTreeMap<String, String>,
+    /// Number of tensors in the file's header.
+    pub n_tensors: usize,
+    map: Option<Mmap>,
+}
+
+impl MappedFile {
+    /// The whole file's bytes (empty for an empty file, which cannot be mapped).
+    pub fn bytes(&self) -> &[u8] {
+        self.map.as_deref().unwrap_or(&[])
+    }
+
+    /// Asks the kernel to map `[offset, offset + len)` now, in one call, rather than page by page
+    /// as the workers touch it; a hint, so failures (old kernels) are ignored.
+    pub fn prefault(&self, offset: u64, len: u64) {
+        #[cfg(target_os = "linux")]
+        if let Some(map) = &self.map {
+            if map
+                .advise_range(memmap2::Advice::PopulateRead, offset as usize, len as usize)
+                .is_err()
+            {
+                let _ = map.advise_range(memmap2::Advice::WillNeed, offset as usize, len as usize);
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (offset, len);
+    }
+
+    /// Drops this process's page-table entries for a range it has finished reading, so resident
+    /// memory does not grow with the model; the kernel keeps the pages in its cache.
+    pub fn release(&self, offset: u64, len: u64) {
+        #[cfg(unix)]
+        if let Some(map) = &self.map {
+            // Only whole pages inside the range: a page shared with a neighbouring tensor stays.
+            let page = 4096u64;
+            let start = offset.div_ceil(page) * page;
+            let end = (offset + len) / page * page;
+            if end > start {
+                // SAFETY: the mapping is a read-only private mapping of a file that this process
+                // never writes, so dropping its pages cannot lose data: a later access refaults
+                // the same bytes from the file. No reference into the range is kept by the caller.
+                unsafe {
+                    let _ = map.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        start as usize,
+                        (end - start) as usize,
+                    );
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = (offset, len);
+    }
+}
+
+/// A tensor of a checkpoint: its header entry and the file it lives in.
+#[derive(Debug, Clone)]
+pub struct Tensor {
+    /// The validated header entry.
+    pub info: TensorInfo,
+    /// Index into [`Checkpoint::files`].
+    pub file: usize,
+}
+
+/// An opened, validated checkpoint.
+#[derive(Debug)]
+pub struct Checkpoint {
+    /// What the user named.
+    pub path: PathBuf,
+    /// `"safetensors"`, or `"safetensors-sharded"` when read through an index.
+    pub format: &'static str,
+    /// The mapped files.
+    pub files: Vec<MappedFile>,
+    /// Tensors sorted by name.
+    pub tensors: Vec<Tensor>,
+}
+
+impl Checkpoint {
+    /// Opens a `.safetensors` file, an index file (`*.index.json`), or a folder holding either.
+    pub fn open(path: impl AsRef<Path>) -> Result<Checkpoint> {
+        let path = path.as_ref();
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        if meta.is_dir() {
+            return open_dir(path);
+        }
+        if path.to_string_lossy().ends_with(".json") {
+            return open_index(path, path);
+        }
+        let (file, infos) = open_file_with_metadata(path)?;
+        assemble(path, "safetensors", vec![file], vec![infos])
+    }
+
+    /// Total number of elements.
+    pub fn numel(&self) -> u64 {
+        self.tensors.iter().map(|t| t.info.numel()).sum()
+    }
+
+    /// Looks a tensor up by name.
+    pub fn get(&self, name: &str) -> Option<&Tensor> {
+        self.tensors
+            .binary_search_by(|t| t.info.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.tensors[i])
+    }
+
+    /// The bytes of a tensor.
+    pub fn data(&self, t: &Tensor) -> &[u8] {
+        let start = t.info.offset as usize;
+        &self.files[t.file].bytes()[start..start + t.info.nbytes as usize]
+    }
+}
+
+fn map_file(path: &Path) -> Result<MappedFile> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if !file.metadata().map_err(|e| Error::io(path, e))?.is_file() {
+        return Err(Error::UnsupportedFormat {
+            path: path.to_path_buf(),
+            reason: "not a regular file".into(),
+        });
+    }
+    let map = if size == 0 {
+        None
+    } else {
+        // SAFETY: the mapping is read-only and private. As with every memory-mapped reader, a file
+        // truncated by another process while we read it can fault; the README states this.
+        let map = unsafe { MmapOptions::new().map_copy_read_only(&file) }
+            .map_err(|e| Error::io(path, e))?;
+        Some(map)
+    };
+    Ok(MappedFile {
+        path: path.to_path_buf(),
+        size,
+        metadata: BTreeMap::new(),
+        n_tensors: 0,
+        map,
+    })
+}
+
+fn open_file_with_metadata(path: &Path) -> Result<(MappedFile, Vec<TensorInfo>)> {
+    let mut file = map_file(path)?;
+    let header = safetensors::parse_header(&file.path, file.bytes())?;
+    file.metadata = header.metadata;
+    file.n_tensors = header.tensors.len();
+    Ok((file, header.tensors))
+}
+
+fn assemble(
+    path: &Path,
+    format: &'static str,
+    files: Vec<MappedFile>,
+    per_file: Vec<Vec<TensorInfo>>,
+) -> Result<Checkpoint> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut tensors = Vec::new();
+    for (i, infos) in per_file.into_iter().enumerate() {
+        for info in infos {
+            if let Some(&other) = seen.get(&info.name) {
+                return Err(Error::tensor(
+                    &files[i].path,
+                    &info.name,
+                    format!("also stored in {}", files[other].path.display()),
+                ));
+            }
+            seen.insert(info.name.clone(), i);
+            tensors.push(Tensor { info, file: i });
+        }
+    }
+    tensors.sort_by(|a, b| a.info.name.cmp(&b.info.name));
+    Ok(Checkpoint {
+        path: path.to_path_buf(),
+        format,
+        files,
+        tensors,
+    })
+}
+
+fn open_dir(dir: &Path) -> Result<Checkpoint> {
+    let index = dir.join(INDEX_NAME);
+    if index.is_file() {
+        return open_index(dir, &index);
+    }
+    let mut indexes = Vec::new();
+    let mut shards = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let p = entry.map_err(|e| Error::io(dir, e))?.path();
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.ends_with(".safetensors.index.json") {
+            indexes.push(p);
+        } else if name.ends_with(".safetensors") && p.is_file() {
+            shards.push(p);
+        }
+    }
+    if indexes.len() == 1 {
+        return open_index(dir, &indexes[0]);
+    }
+    if indexes.len() > 1 {
+        return Err(Error::UnsupportedFormat {
+            path: dir.to_path_buf(),
+            reason: format!(
+                "the folder holds {} safetensors index files; name the one to use",
+                indexes.len()
+            ),
+        });
+    }
+    if shards.is_empty() {
+        return Err(Error::UnsupportedFormat {
+            path: dir.to_path_buf(),
+            reason: "the folder holds no .safetensors file".into(),
+        });
+    }
+    shards.sort();
+    let mut files = Vec::new();
+    let mut per_file = Vec::new();
+    for p in shards {
+        let (f, t) = open_file_with_metadata(&p)?;
+        files.push(f);
+        per_file.push(t);
+    }
+    let format = if files.len() == 1 {
+        "safetensors"
+    } else {
+        "safetensors-sharded"
+    };
+    assemble(dir, format, files, per_file)
+}
+
+fn open_index(user_path: &Path, index: &Path) -> Result<Checkpoint> {
+    let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
+    let json: Value = serde_json::from_str(&text)
+        .map_err(|e| Error::index(index, format!("not valid JSON: {e}")))?;
+    let Some(Value::Object(weight_map)) = json.get("weight_map") else {
+        return Err(Error::index(index, "no \"weight_map\" object"));
+    };
+    let base = index.parent().unwrap_or(Path::new("."));
+    // shard file name -> tensor names the index puts there
+    let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (tensor, shard) in weight_map {
+        let Value::String(shard) = shard else {
+            return Err(Error::index(
+                index,
+                format!("shard of tensor '{tensor}' is not a string"),
+            ));
+        };
+        let rel = Path::new(shard);
+        if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+            return Err(Error::index(
+                index,
+                format!("shard '{shard}' of tensor '{tensor}' is not a plain path inside the checkpoint folder"),
+            ));
+        }
+        wanted
+            .entry(shard.clone())
+            .or_default()
+            .push(tensor.clone());
+    }
+    if wanted.is_empty() {
+        return Err(Error::index(index, "the weight_map is empty"));
+    }
+    let mut files = Vec::new();
+    let mut per_file = Vec::new();
+    for (shard, names) in wanted {
+        let shard_path = base.join(&shard);
+        if !shard_path.exists() {
+            return Err(Error::MissingShard {
+                index: index.to_path_buf(),
+                shard,
+                path: shard_path,
+            });
+        }
+        let (file, infos) = open_file_with_metadata(&shard_path)?;
+        let mut by_name: HashMap<String, TensorInfo> =
+            infos.into_iter().map(|t| (t.name.clone(), t)).collect();
+        let mut keep = Vec::with_capacity(names.len());
+        for name in names {
+            match by_name.remove(&name) {
+                Some(info) => keep.push(info),
+                None => {
+                    return Err(Error::index(
+                        index,
+                        format!(
+                            "tensor '{name}' is not in its shard {}",
+                            shard_path.display()
+                        ),
+                    ))
+                }
+            }
+        }
+        files.push(file);
+        per_file.push(keep);
+    }
+    assemble(user_path, "safetensors-sharded", files, per_file)
+}

@@ -1,0 +1,350 @@
+//! Element types of checkpoint tensors and their decoding to `f64`.
+//!
+//! Bytes come from files written by others, at offsets that need not be aligned, so every element is
+//! read with `from_le_bytes` over `chunks_exact`; no pointer casts.
+
+use half::slice::HalfFloatSliceExt;
+use half::{bf16, f16};
+
+/// A tensor element type, as named in safetensors headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(non_camel_case_types)]
+pub enum DType {
+    /// IEEE binary64.
+    F64,
+    /// IEEE binary32.
+    F32,
+    /// IEEE binary16.
+    F16,
+    /// bfloat16 (the top half of a binary32).
+    BF16,
+    /// 8-bit float, 4 exponent bits, 3 mantissa bits, no infinities (OCP "E4M3FN").
+    F8_E4M3,
+    /// 8-bit float, 5 exponent bits, 2 mantissa bits (OCP "E5M2").
+    F8_E5M2,
+    /// Signed 64-bit integer.
+    I64,
+    /// Signed 32-bit integer.
+    I32,
+    /// Signed 16-bit integer.
+    I16,
+    /// Signed 8-bit integer.
+    I8,
+    /// Unsigned 64-bit integer.
+    U64,
+    /// Unsigned 32-bit integer.
+    U32,
+    /// Unsigned 16-bit integer.
+    U16,
+    /// Unsigned 8-bit integer.
+    U8,
+    /// Boolean stored as one byte (any non-zero byte reads as 1).
+    BOOL,
+}
+
+impl DType {
+    /// Every supported dtype.
+    pub const ALL: [DType; 15] = [
+        DType::F64,
+        DType::F32,
+        DType::F16,
+        DType::BF16,
+        DType::F8_E4M3,
+        DType::F8_E5M2,
+        DType::I64,
+        DType::I32,
+        DType::I16,
+        DType::I8,
+        DType::U64,
+        DType::U32,
+        DType::U16,
+        DType::U8,
+        DType::BOOL,
+    ];
+
+    /// Parses a safetensors dtype name; `None` when unknown.
+    pub fn parse(name: &str) -> Option<DType> {
+        DType::ALL.iter().copied().find(|d| d.name() == name)
+    }
+
+    /// The safetensors name of the dtype.
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F64 => "F64",
+            DType::F32 => "F32",
+            DType::F16 => "F16",
+            DType::BF16 => "BF16",
+            DType::F8_E4M3 => "F8_E4M3",
+            DType::F8_E5M2 => "F8_E5M2",
+            DType::I64 => "I64",
+            DType::I32 => "I32",
+            DType::I16 => "I16",
+            DType::I8 => "I8",
+            DType::U64 => "U64",
+            DType::U32 => "U32",
+            DType::U16 => "U16",
+            DType::U8 => "U8",
+            DType::BOOL => "BOOL",
+        }
+    }
+
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::F64 | DType::I64 | DType::U64 => 8,
+            DType::F32 | DType::I32 | DType::U32 => 4,
+            DType::F16 | DType::BF16 | DType::I16 | DType::U16 => 2,
+            DType::F8_E4M3 | DType::F8_E5M2 | DType::I8 | DType::U8 | DType::BOOL => 1,
+        }
+    }
+
+    /// Whether the dtype is a floating-point type (and so may hold NaN or infinities).
+    pub fn is_float(self) -> bool {
+        matches!(
+            self,
+            DType::F64 | DType::F32 | DType::F16 | DType::BF16 | DType::F8_E4M3 | DType::F8_E5M2
+        )
+    }
+}
+
+impl std::fmt::Display for DType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Decodes one OCP E4M3FN byte: bias 7, subnormals, NaN at S.1111.111, no infinities.
+const fn e4m3_to_f32(byte: u8) -> f32 {
+    let sign = if byte & 0x80 != 0 { -1.0f32 } else { 1.0f32 };
+    let exp = ((byte >> 3) & 0x0f) as i32;
+    let man = (byte & 0x07) as f32;
+    if exp == 0x0f && (byte & 0x07) == 0x07 {
+        return f32::NAN;
+    }
+    if exp == 0 {
+        // Subnormal: man/8 * 2^(1-7).
+        return sign * man * (1.0 / 512.0);
+    }
+    let mut scale = 1.0f32;
+    let mut e = exp - 7;
+    while e > 0 {
+        scale *= 2.0;
+        e -= 1;
+    }
+    while e < 0 {
+        scale *= 0.5;
+        e += 1;
+    }
+    sign * (1.0 + man / 8.0) * scale
+}
+
+const fn e4m3_table() -> [f32; 256] {
+    let mut t = [0.0f32; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = e4m3_to_f32(i as u8);
+        i += 1;
+    }
+    t
+}
+
+static E4M3: [f32; 256] = e4m3_table();
+
+/// Elements decoded per call of the inner conversion loops (fits the stack comfortably).
+const STAGE: usize = 512;
+
+/// Decodes `bytes` (exactly `out.len()` elements of `dtype`, little-endian) into `out`.
+///
+/// # Panics
+/// Never on file data: callers pass slices whose lengths come from validated headers; a length
+/// mismatch is a programming error and is checked with a debug assertion only.
+pub fn decode_into(dtype: DType, bytes: &[u8], out: &mut [f64]) {
+    debug_assert_eq!(bytes.len(), out.len() * dtype.size());
+    macro_rules! le {
+        ($t:ty, $n:expr) => {
+            for (o, c) in out.iter_mut().zip(bytes.chunks_exact($n)) {
+                let mut raw = [0u8; $n];
+                raw.copy_from_slice(c);
+                *o = <$t>::from_le_bytes(raw) as f64;
+            }
+        };
+    }
+    match dtype {
+        DType::F64 => le!(f64, 8),
+        DType::F32 => le!(f32, 4),
+        DType::I64 => le!(i64, 8),
+        DType::I32 => le!(i32, 4),
+        DType::I16 => le!(i16, 2),
+        DType::U64 => le!(u64, 8),
+        DType::U32 => le!(u32, 4),
+        DType::U16 => le!(u16, 2),
+        DType::I8 => {
+            for (o, &c) in out.iter_mut().zip(bytes) {
+                *o = c as i8 as f64;
+            }
+        }
+        DType::U8 => {
+            for (o, &c) in out.iter_mut().zip(bytes) {
+                *o = c as f64;
+            }
+        }
+        DType::BOOL => {
+            for (o, &c) in out.iter_mut().zip(bytes) {
+                *o = (c != 0) as u8 as f64;
+            }
+        }
+        DType::BF16 => {
+            // bf16 is the high half of an f32: a shift, which the compiler vectorises.
+            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                let bits = u16::from_le_bytes([c[0], c[1]]) as u32;
+                *o = f32::from_bits(bits << 16) as f64;
+            }
+        }
+        DType::F16 => {
+            // Through `half`'s slice conversion, which uses F16C where the CPU has it.
+            let mut raw = [f16::ZERO; STAGE];
+            let mut wide = [0.0f32; STAGE];
+            for (o, c) in out.chunks_mut(STAGE).zip(bytes.chunks(STAGE * 2)) {
+                let n = o.len();
+                for (r, b) in raw[..n].iter_mut().zip(c.chunks_exact(2)) {
+                    *r = f16::from_bits(u16::from_le_bytes([b[0], b[1]]));
+                }
+                raw[..n].convert_to_f32_slice(&mut wide[..n]);
+                for (x, &w) in o.iter_mut().zip(&wide[..n]) {
+                    *x = w as f64;
+                }
+            }
+        }
+        DType::F8_E5M2 => {
+            // E5M2 is the high byte of an IEEE binary16.
+            for (o, &c) in out.iter_mut().zip(bytes) {
+                *o = f16::from_bits((c as u16) << 8).to_f64();
+            }
+        }
+        DType::F8_E4M3 => {
+            for (o, &c) in out.iter_mut().zip(bytes) {
+                *o = E4M3[c as usize] as f64;
+            }
+        }
+    }
+}
+
+/// Encodes `values` as `dtype` little-endian bytes (rounding to nearest, saturating integers).
+///
+/// Used by tests and by the built-in example; never on the hot path.
+pub fn encode(dtype: DType, values: &[f64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(values.len() * dtype.size());
+    for &v in values {
+        match dtype {
+            DType::F64 => out.extend_from_slice(&v.to_le_bytes()),
+            DType::F32 => out.extend_from_slice(&(v as f32).to_le_bytes()),
+            DType::F16 => out.extend_from_slice(&f16::from_f64(v).to_le_bytes()),
+            DType::BF16 => out.extend_from_slice(&bf16::from_f64(v).to_le_bytes()),
+            DType::I64 => out.extend_from_slice(&(v as i64).to_le_bytes()),
+            DType::I32 => out.extend_from_slice(&(v as i32).to_le_bytes()),
+            DType::I16 => out.extend_from_slice(&(v as i16).to_le_bytes()),
+            DType::I8 => out.push(v as i8 as u8),
+            DType::U64 => out.extend_from_slice(&(v as u64).to_le_bytes()),
+            DType::U32 => out.extend_from_slice(&(v as u32).to_le_bytes()),
+            DType::U16 => out.extend_from_slice(&(v as u16).to_le_bytes()),
+            DType::U8 => out.push(v as u8),
+            DType::BOOL => out.push((v != 0.0) as u8),
+            DType::F8_E5M2 | DType::F8_E4M3 => out.push(nearest_fp8(dtype, v)),
+        }
+    }
+    out
+}
+
+fn nearest_fp8(dtype: DType, v: f64) -> u8 {
+    // Brute force over the 256 codes: only tests use it.
+    let mut best = 0u8;
+    let mut best_err = f64::INFINITY;
+    for code in 0..=255u8 {
+        let mut x = [0.0];
+        decode_into(dtype, &[code], &mut x);
+        let err = (x[0] - v).abs();
+        if err < best_err {
+            best_err = err;
+            best = code;
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dec(dtype: DType, bytes: &[u8]) -> Vec<f64> {
+        let mut out = vec![0.0; bytes.len() / dtype.size()];
+        decode_into(dtype, bytes, &mut out);
+        out
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for d in DType::ALL {
+            assert_eq!(DType::parse(d.name()), Some(d));
+        }
+        assert_eq!(DType::parse("F4"), None);
+    }
+
+    #[test]
+    fn e4m3_known_codes() {
+        assert_eq!(dec(DType::F8_E4M3, &[0x00]), vec![0.0]);
+        assert_eq!(dec(DType::F8_E4M3, &[0x38]), vec![1.0]);
+        assert_eq!(dec(DType::F8_E4M3, &[0x7e]), vec![448.0]);
+        assert_eq!(dec(DType::F8_E4M3, &[0xfe]), vec![-448.0]);
+        assert_eq!(dec(DType::F8_E4M3, &[0x01]), vec![2f64.powi(-9)]);
+        assert!(dec(DType::F8_E4M3, &[0x7f])[0].is_nan());
+    }
+
+    #[test]
+    fn e5m2_known_codes() {
+        assert_eq!(dec(DType::F8_E5M2, &[0x3c]), vec![1.0]);
+        assert_eq!(dec(DType::F8_E5M2, &[0x7b]), vec![57344.0]);
+        assert_eq!(dec(DType::F8_E5M2, &[0x7c]), vec![f64::INFINITY]);
+        assert!(dec(DType::F8_E5M2, &[0x7d])[0].is_nan());
+    }
+
+    #[test]
+    fn unaligned_f32_is_read() {
+        let mut bytes = vec![0u8];
+        bytes.extend_from_slice(&1.5f32.to_le_bytes());
+        bytes.extend_from_slice(&(-2.25f32).to_le_bytes());
+        assert_eq!(dec(DType::F32, &bytes[1..]), vec![1.5, -2.25]);
+    }
+
+    #[test]
+    fn f16_matches_half_for_every_code() {
+        let bytes: Vec<u8> = (0..=u16::MAX).flat_map(|c| c.to_le_bytes()).collect();
+        let got = dec(DType::F16, &bytes);
+        for (c, g) in (0..=u16::MAX).zip(got) {
+            let want = f16::from_bits(c).to_f64();
+            assert!(
+                want.to_bits() == g.to_bits() || (want.is_nan() && g.is_nan()),
+                "{c:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn integers_and_bool() {
+        assert_eq!(dec(DType::I8, &[0xff, 0x7f]), vec![-1.0, 127.0]);
+        assert_eq!(dec(DType::U8, &[0xff]), vec![255.0]);
+        assert_eq!(dec(DType::BOOL, &[0, 1, 7]), vec![0.0, 1.0, 1.0]);
+        assert_eq!(dec(DType::I16, &(-300i16).to_le_bytes()), vec![-300.0]);
+        assert_eq!(
+            dec(DType::U64, &u64::MAX.to_le_bytes()),
+            vec![u64::MAX as f64]
+        );
+    }
+
+    #[test]
+    fn encode_round_trips() {
+        let vals = [0.0, 1.0, -2.5, 0.375];
+        for d in DType::ALL.into_iter().filter(|d| d.is_float()) {
+            assert_eq!(dec(d, &encode(d, &vals)), vals.to_vec(), "{d}");
+        }
+    }
+}

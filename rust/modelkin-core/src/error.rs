@@ -1,0 +1,124 @@
+//! The one error type of the core. Every variant names the file (and the tensor where there is one)
+//! and says what is wrong, so that a user can act on the message alone.
+
+use std::path::{Path, PathBuf};
+
+/// Why an operation on a checkpoint failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file or folder the caller named (or an index pointed to) does not exist.
+    #[error("{path}: no such file or directory")]
+    NotFound {
+        /// The missing path.
+        path: PathBuf,
+    },
+    /// The operating system refused to open, stat or map a file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The file is not in a format modelkin reads.
+    #[error("{path}: {reason}")]
+    UnsupportedFormat {
+        /// The file concerned.
+        path: PathBuf,
+        /// What it looks like and why it is refused.
+        reason: String,
+    },
+    /// The safetensors header (length prefix or JSON) is malformed.
+    #[error("{path}: invalid safetensors header: {reason}")]
+    InvalidHeader {
+        /// The file concerned.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// One tensor entry of a header is malformed (dtype, shape or offsets).
+    #[error("{path}: tensor '{tensor}': {reason}")]
+    InvalidTensor {
+        /// The file concerned.
+        path: PathBuf,
+        /// The tensor's name as written in the header.
+        tensor: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A tensor's dtype is not one modelkin can decode.
+    #[error("{path}: tensor '{tensor}': unknown dtype '{dtype}'")]
+    UnknownDtype {
+        /// The file concerned.
+        path: PathBuf,
+        /// The tensor's name.
+        tensor: String,
+        /// The dtype string found in the header.
+        dtype: String,
+    },
+    /// A sharded checkpoint's index is malformed or inconsistent with its shards.
+    #[error("{path}: invalid checkpoint index: {reason}")]
+    InvalidIndex {
+        /// The index file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An index names a shard file that does not exist.
+    #[error("{index}: shard '{shard}' is missing (expected at {path})")]
+    MissingShard {
+        /// The index file.
+        index: PathBuf,
+        /// The shard's file name as written in the index.
+        shard: String,
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+    /// The caller passed an argument that cannot be used.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The run was cancelled (Ctrl-C or a failing progress callback).
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// Result alias of the core.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// An I/O error on `path`; a missing file becomes [`Error::NotFound`].
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            Error::NotFound {
+                path: path.to_path_buf(),
+            }
+        } else {
+            Error::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    }
+
+    pub(crate) fn header(path: &Path, reason: impl Into<String>) -> Self {
+        Error::InvalidHeader {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn tensor(path: &Path, tensor: &str, reason: impl Into<String>) -> Self {
+        Error::InvalidTensor {
+            path: path.to_path_buf(),
+            tensor: tensor.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn index(path: &Path, reason: impl Into<String>) -> Self {
+        Error::InvalidIndex {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! modelkin-core: stream two neural-network checkpoints once, in constant memory and on all cores,
+//! and summarise how they differ.
+//!
+//! The pipeline is open ([`checkpoint::Checkpoint::open`] maps and validates the files) → plan
+//! (tensor pairs matched by name, cut into chunks) → stream ([`stream::run`], rayon over chunks,
+//! merged in a fixed order) → summaries (plain structs of moments, extremes and samples).
+//! Nothing here knows about Python.
+#![deny(missing_docs)]
+
+pub mod checkpoint;
+pub mod diff;
+pub mod dtype;
+pub mod error;
+pub mod format;
+pub mod kernel;
+pub mod moments;
+pub mod stream;
+
+pub use checkpoint::Checkpoint;
+pub use diff::{diff, inspect, DiffReport, PairRecord, TensorRecord};
+pub use dtype::DType;
+pub use error::{Error, Result};
+pub use stream::{Options, Progress};

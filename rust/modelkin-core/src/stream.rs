@@ -1,0 +1,458 @@
+//! The streaming engine: cut jobs (tensor pairs or single tensors) into fixed-size chunks, run the
+//! chunks on a thread pool owned by the call, and merge the partial results in chunk order.
+//!
+//! Chunk boundaries depend only on the data, never on the thread count, and partial results are
+//! merged sequentially in a fixed order: the numbers are the same with 1 thread or 64.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use rayon::prelude::*;
+
+use crate::checkpoint::MappedFile;
+use crate::dtype::{decode_into, DType};
+use crate::error::{Error, Result};
+use crate::kernel::{pair_block, single_block, PairStats, ValueStats};
+
+/// Elements decoded and reduced at a time (two f64 buffers of this size stay in L1/L2).
+pub const BLOCK: usize = 4096;
+
+/// Default elements per work item: large enough to amortise scheduling, small enough to balance.
+pub const DEFAULT_CHUNK: u64 = 1 << 20;
+
+/// Default number of differences kept per tensor pair for histograms and distribution tests.
+pub const DEFAULT_SAMPLE: usize = 8192;
+
+/// Environment variable that sets the default thread count.
+pub const THREADS_ENV: &str = "MODELKIN_NUM_THREADS";
+
+/// Shared progress counters: workers add to them, the caller polls them and may ask to stop.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Bytes of tensor data processed so far.
+    pub done: AtomicU64,
+    /// Bytes of tensor data to process in all.
+    pub total: AtomicU64,
+    /// Set by the caller to stop the run; workers then return [`Error::Cancelled`].
+    pub cancel: AtomicBool,
+}
+
+/// Knobs of a streaming run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Worker threads; `None` means `MODELKIN_NUM_THREADS`, else the number of cores.
+    pub threads: Option<usize>,
+    /// Differences sampled per tensor pair (deterministic, stratified positions).
+    pub sample_size: usize,
+    /// Elements per work item.
+    pub chunk: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            threads: None,
+            sample_size: DEFAULT_SAMPLE,
+            chunk: DEFAULT_CHUNK,
+        }
+    }
+}
+
+/// The thread count a run uses: the argument, else `MODELKIN_NUM_THREADS`, else the core count.
+pub fn resolve_threads(threads: Option<usize>) -> Result<usize> {
+    if let Some(t) = threads {
+        if t == 0 {
+            return Err(Error::InvalidArgument("threads must be at least 1".into()));
+        }
+        return Ok(t);
+    }
+    if let Ok(v) = std::env::var(THREADS_ENV) {
+        if !v.trim().is_empty() {
+            return match v.trim().parse::<usize>() {
+                Ok(t) if t > 0 => Ok(t),
+                _ => Err(Error::InvalidArgument(format!(
+                    "{THREADS_ENV} must be a positive integer, got '{v}'"
+                ))),
+            };
+        }
+    }
+    Ok(std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1))
+}
+
+/// Where one side of a job reads its bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    /// The tensor's bytes.
+    pub bytes: &'a [u8],
+    /// Their element type.
+    pub dtype: DType,
+    /// The mapped file and the bytes' offset in it, for paging hints; `None` for memory buffers.
+    pub file: Option<(&'a MappedFile, u64)>,
+}
+
+impl Source<'_> {
+    fn numel(&self) -> u64 {
+        (self.bytes.len() / self.dtype.size()) as u64
+    }
+
+    fn range(&self, start: u64, len: u64) -> &[u8] {
+        let s = self.dtype.size();
+        &self.bytes[start as usize * s..(start + len) as usize * s]
+    }
+
+    fn prefault(&self, start: u64, len: u64) {
+        if let Some((file, off)) = self.file {
+            let s = self.dtype.size() as u64;
+            file.prefault(off + start * s, len * s);
+        }
+    }
+
+    fn release(&self, start: u64, len: u64) {
+        if let Some((file, off)) = self.file {
+            let s = self.dtype.size() as u64;
+            file.release(off + start * s, len * s);
+        }
+    }
+}
+
+/// A unit of work: one tensor, or a pair of same-length tensors.
+#[derive(Debug, Clone, Copy)]
+pub enum Job<'a> {
+    /// Statistics of one tensor.
+    Single(Source<'a>),
+    /// Statistics of a pair and of its difference b − a.
+    Pair(Source<'a>, Source<'a>),
+}
+
+impl Job<'_> {
+    fn numel(&self) -> u64 {
+        match self {
+            Job::Single(x) => x.numel(),
+            Job::Pair(a, _) => a.numel(),
+        }
+    }
+
+    fn bytes(&self) -> u64 {
+        match self {
+            Job::Single(x) => x.bytes.len() as u64,
+            Job::Pair(a, b) => (a.bytes.len() + b.bytes.len()) as u64,
+        }
+    }
+}
+
+/// The merged result of a job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Summary {
+    /// Result of a [`Job::Single`].
+    Single(ValueStats),
+    /// Result of a [`Job::Pair`], with the sampled differences (NaN where a or b is not finite).
+    Pair(PairStats, Vec<f64>),
+}
+
+/// Deterministic stratified sample positions: the tensor is cut into strata of equal size and one
+/// pseudo-random position is drawn in each, so the sample covers the tensor evenly without
+/// aliasing with its row length.
+#[derive(Debug, Clone, Copy)]
+struct Sampler {
+    n: u64,
+    stratum: u64,
+}
+
+impl Sampler {
+    fn new(n: u64, size: usize) -> Sampler {
+        let stratum = if size == 0 {
+            0
+        } else {
+            n.div_ceil(size as u64).max(1)
+        };
+        Sampler { n, stratum }
+    }
+
+    fn position(&self, j: u64) -> u64 {
+        let lo = j * self.stratum;
+        let width = self.stratum.min(self.n - lo);
+        lo + splitmix64(j ^ 0x6d6f_6465_6c6b_696e) % width
+    }
+
+    /// Sample positions inside `[lo, hi)`, increasing.
+    fn positions(&self, lo: u64, hi: u64) -> impl Iterator<Item = u64> + '_ {
+        let strata = if self.stratum == 0 || lo >= hi {
+            0..0
+        } else {
+            lo / self.stratum..(hi - 1) / self.stratum + 1
+        };
+        strata
+            .map(|j| self.position(j))
+            .filter(move |&p| p >= lo && p < hi)
+    }
+}
+
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+struct Item {
+    job: usize,
+    start: u64,
+    len: u64,
+}
+
+fn plan(jobs: &[Job], chunk: u64) -> Vec<Item> {
+    let chunk = chunk.max(BLOCK as u64);
+    let mut items = Vec::new();
+    for (j, job) in jobs.iter().enumerate() {
+        let n = job.numel();
+        let mut start = 0;
+        while start < n {
+            let len = chunk.min(n - start);
+            items.push(Item { job: j, start, len });
+            start += len;
+        }
+    }
+    items
+}
+
+fn run_item(job: &Job, item: &Item, sample_size: usize) -> Summary {
+    let mut xa = vec![0.0f64; BLOCK];
+    let mut xb = vec![0.0f64; BLOCK];
+    let end = item.start + item.len;
+    match job {
+        Job::Single(x) => {
+            x.prefault(item.start, item.len);
+            let mut acc = ValueStats::default();
+            let mut pos = item.start;
+            while pos < end {
+                let n = (BLOCK as u64).min(end - pos);
+                let buf = &mut xa[..n as usize];
+                decode_into(x.dtype, x.range(pos, n), buf);
+                acc = acc.merge(&single_block(buf));
+                pos += n;
+            }
+            x.release(item.start, item.len);
+            Summary::Single(acc)
+        }
+        Job::Pair(a, b) => {
+            a.prefault(item.start, item.len);
+            b.prefault(item.start, item.len);
+            let sampler = Sampler::new(a.numel(), sample_size);
+            let mut acc = PairStats::default();
+            let mut sample = Vec::new();
+            let mut pos = item.start;
+            while pos < end {
+                let n = (BLOCK as u64).min(end - pos);
+                let (ba, bb) = (&mut xa[..n as usize], &mut xb[..n as usize]);
+                decode_into(a.dtype, a.range(pos, n), ba);
+                decode_into(b.dtype, b.range(pos, n), bb);
+                acc = acc.merge(&pair_block(ba, bb));
+                for p in sampler.positions(pos, pos + n) {
+                    let i = (p - pos) as usize;
+                    let (x, y) = (ba[i], bb[i]);
+                    sample.push(if x.is_finite() && y.is_finite() {
+                        y - x
+                    } else {
+                        f64::NAN
+                    });
+                }
+                pos += n;
+            }
+            a.release(item.start, item.len);
+            b.release(item.start, item.len);
+            Summary::Pair(acc, sample)
+        }
+    }
+}
+
+fn empty_summary(job: &Job) -> Summary {
+    match job {
+        Job::Single(_) => Summary::Single(ValueStats::default()),
+        Job::Pair(..) => Summary::Pair(PairStats::default(), Vec::new()),
+    }
+}
+
+fn pool(threads: usize) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("modelkin-{i}"))
+        .build()
+        .map_err(|e| Error::InvalidArgument(format!("cannot start {threads} worker threads: {e}")))
+}
+
+/// Runs `jobs` on a pool of the resolved thread count and returns one summary per job, in order.
+pub fn run(jobs: &[Job], opts: &Options, progress: &Progress) -> Result<Vec<Summary>> {
+    let threads = resolve_threads(opts.threads)?;
+    for (i, job) in jobs.iter().enumerate() {
+        if let Job::Pair(a, b) = job {
+            if a.numel() != b.numel() {
+                return Err(Error::InvalidArgument(format!(
+                    "job {i}: the two sides hold {} and {} elements",
+                    a.numel(),
+                    b.numel()
+                )));
+            }
+        }
+    }
+    let items = plan(jobs, opts.chunk);
+    progress
+        .total
+        .fetch_add(jobs.iter().map(Job::bytes).sum(), Ordering::Relaxed);
+    let partials: Vec<Summary> = pool(threads)?.install(|| {
+        items
+            .par_iter()
+            .map(|item| {
+                if progress.cancel.load(Ordering::Relaxed) {
+                    return Err(Error::Cancelled);
+                }
+                let job = &jobs[item.job];
+                let out = run_item(job, item, opts.sample_size);
+                let per = job.bytes() / job.numel().max(1);
+                progress.done.fetch_add(per * item.len, Ordering::Relaxed);
+                Ok(out)
+            })
+            .collect::<Result<Vec<_>>>()
+    })?;
+    let mut out: Vec<Summary> = jobs.iter().map(empty_summary).collect();
+    for (item, part) in items.iter().zip(partials) {
+        let slot = &mut out[item.job];
+        *slot = match (
+            std::mem::replace(slot, Summary::Single(ValueStats::default())),
+            part,
+        ) {
+            (Summary::Single(acc), Summary::Single(p)) => Summary::Single(acc.merge(&p)),
+            (Summary::Pair(acc, mut s), Summary::Pair(p, ps)) => {
+                s.extend(ps);
+                Summary::Pair(acc.merge(&p), s)
+            }
+            _ => unreachable!("a job's items all have the job's kind"),
+        };
+    }
+    Ok(out)
+}
+
+/// Reads every byte of the jobs through the same chunking, paging and thread pool, doing no
+/// arithmetic beyond a checksum: the floor that the statistics pass is measured against.
+pub fn read_only(jobs: &[Job], opts: &Options, progress: &Progress) -> Result<u64> {
+    let threads = resolve_threads(opts.threads)?;
+    let items = plan(jobs, opts.chunk);
+    progress
+        .total
+        .fetch_add(jobs.iter().map(Job::bytes).sum(), Ordering::Relaxed);
+    let touch = |src: &Source, item: &Item| -> u64 {
+        src.prefault(item.start, item.len);
+        let bytes = src.range(item.start, item.len);
+        let words = bytes.chunks_exact(8);
+        let tail: u64 = words.remainder().iter().map(|&b| b as u64).sum();
+        let sum = words.fold(tail, |acc, w| {
+            let mut raw = [0u8; 8];
+            raw.copy_from_slice(w);
+            acc.wrapping_add(u64::from_le_bytes(raw))
+        });
+        src.release(item.start, item.len);
+        sum
+    };
+    let sums: Vec<u64> = pool(threads)?.install(|| {
+        items
+            .par_iter()
+            .map(|item| {
+                if progress.cancel.load(Ordering::Relaxed) {
+                    return Err(Error::Cancelled);
+                }
+                let job = &jobs[item.job];
+                let s = match job {
+                    Job::Single(x) => touch(x, item),
+                    Job::Pair(a, b) => touch(a, item).wrapping_add(touch(b, item)),
+                };
+                let per = job.bytes() / job.numel().max(1);
+                progress.done.fetch_add(per * item.len, Ordering::Relaxed);
+                Ok(s)
+            })
+            .collect::<Result<Vec<_>>>()
+    })?;
+    Ok(sums.into_iter().fold(0u64, u64::wrapping_add))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dtype::encode;
+
+    fn src(bytes: &[u8], dtype: DType) -> Source<'_> {
+        Source {
+            bytes,
+            dtype,
+            file: None,
+        }
+    }
+
+    #[test]
+    fn sampler_covers_every_stratum_once() {
+        let s = Sampler::new(10_007, 100);
+        let all: Vec<u64> = s.positions(0, 10_007).collect();
+        let split: Vec<u64> = s
+            .positions(0, 5000)
+            .chain(s.positions(5000, 10_007))
+            .collect();
+        assert_eq!(all, split);
+        assert!(all.len() <= 100 && all.len() >= 99);
+        assert!(all.windows(2).all(|w| w[0] < w[1]));
+        assert!(*all.last().unwrap() < 10_007);
+    }
+
+    #[test]
+    fn results_do_not_depend_on_threads_or_chunking() {
+        let a: Vec<f64> = (0..100_003)
+            .map(|i| ((i * 7919 % 1000) as f64 - 500.0) * 1e-3)
+            .collect();
+        let b: Vec<f64> = a
+            .iter()
+            .enumerate()
+            .map(|(i, x)| x + ((i * 31 % 17) as f64 - 8.0) * 1e-4)
+            .collect();
+        let (ea, eb) = (encode(DType::F32, &a), encode(DType::BF16, &b));
+        let jobs = [
+            Job::Pair(src(&ea, DType::F32), src(&eb, DType::BF16)),
+            Job::Single(src(&ea, DType::F32)),
+        ];
+        let run_with = |threads, chunk| {
+            let opts = Options {
+                threads: Some(threads),
+                chunk,
+                ..Options::default()
+            };
+            run(&jobs, &opts, &Progress::default()).unwrap()
+        };
+        let one = run_with(1, 4096);
+        assert_eq!(one, run_with(2, 4096));
+        assert_eq!(one, run_with(3, 4096));
+        let other_chunking = run_with(2, 8192);
+        match (&one[0], &other_chunking[0]) {
+            (Summary::Pair(p, s), Summary::Pair(q, t)) => {
+                assert_eq!(s, t, "sample positions depend only on the tensor");
+                assert!((p.d.m2 - q.d.m2).abs() <= 1e-12 * p.d.m2);
+            }
+            _ => panic!("pair expected"),
+        }
+    }
+
+    #[test]
+    fn cancelled_runs_stop() {
+        let bytes = encode(DType::F32, &vec![1.0; 10_000]);
+        let p = Progress::default();
+        p.cancel.store(true, Ordering::Relaxed);
+        let r = run(
+            &[Job::Single(src(&bytes, DType::F32))],
+            &Options::default(),
+            &p,
+        );
+        assert!(matches!(r, Err(Error::Cancelled)));
+    }
+
+    #[test]
+    fn zero_threads_is_refused() {
+        assert!(resolve_threads(Some(0)).is_err());
+        assert_eq!(resolve_threads(Some(3)).unwrap(), 3);
+    }
+}
