@@ -56,6 +56,8 @@ pub struct DiffReport {
     pub only_b: Vec<TensorRecord>,
     /// Same name, different shape.
     pub shape_mismatch: Vec<Mismatch>,
+    /// All pairs merged in name order: the model-level statistics of a, b and d.
+    pub total: PairStats,
 }
 
 fn source<'a>(ck: &'a Checkpoint, t: &'a Tensor) -> Source<'a> {
@@ -117,7 +119,7 @@ pub fn diff(
     }
     let mut results = run(&jobs, opts, progress)?.into_iter();
 
-    let pairs = pairs
+    let pairs: Vec<PairRecord> = pairs
         .iter()
         .map(|(ta, tb)| {
             let (stats, sample) = match results.next() {
@@ -144,8 +146,10 @@ pub fn diff(
             b: take(tb),
         })
         .collect();
+    let total = pairs.iter().fold(PairStats::default(), |acc, p| acc.merge(&p.stats));
     Ok(DiffReport {
         pairs,
+        total,
         only_a,
         only_b,
         shape_mismatch,
@@ -182,35 +186,4 @@ pub fn read_pair(
         .chain(b.tensors.iter().map(|t| Job::Single(source(b, t))))
         .collect();
     crate::stream::read_only(&jobs, opts, progress)
-}
-
-/// A histogram of sampled differences over mean ± `width` standard deviations.
-///
-/// Returns (bin edges, counts, below, above); empty when the spread is zero or not finite.
-pub fn histogram(
-    sample: &[f64],
-    mean: f64,
-    std: f64,
-    bins: usize,
-    width: f64,
-) -> (Vec<f64>, Vec<u64>, u64, u64) {
-    if !(std.is_finite() && std > 0.0 && mean.is_finite()) || bins == 0 {
-        return (Vec::new(), Vec::new(), 0, 0);
-    }
-    let lo = mean - width * std;
-    let step = 2.0 * width * std / bins as f64;
-    let edges: Vec<f64> = (0..=bins).map(|i| lo + step * i as f64).collect();
-    let mut counts = vec![0u64; bins];
-    let (mut below, mut above) = (0, 0);
-    for &v in sample.iter().filter(|v| v.is_finite()) {
-        let k = ((v - lo) / step).floor();
-        if k < 0.0 {
-            below += 1;
-        } else if k >= bins as f64 {
-            above += 1;
-        } else {
-            counts[k as usize] += 1;
-        }
-    }
-    (edges, counts, below, above)
 }

@@ -1,1 +1,369 @@
+//! The Python binding of modelkin-core: converts arguments, releases the GIL around every long
+//! call, maps errors to the `modelkin.errors` hierarchy. No statistics live here.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use modelkin_core::diff::{Mismatch, PairRecord, TensorRecord};
+use modelkin_core::kernel::{PairStats, ValueStats};
+use modelkin_core::moments::Moments;
+use modelkin_core::stream::{Job, Source, Summary};
+use modelkin_core::{Checkpoint, DType, Error, Options, Progress};
+use numpy::{PyArray1, PyReadonlyArray1};
+use pyo3::exceptions::{PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+/// Builds the Python exception for a core error: a class of `modelkin.errors`, or a built-in one
+/// where Python has a fitting one (`FileNotFoundError`, `ValueError`).
+fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
+    let msg = e.to_string();
+    let class = match &e {
+        Error::NotFound { path } => {
+            return PyFileNotFoundError::new_err((2, "No such file or directory", path.display().to_string()))
+        }
+        Error::Io { .. } => return PyOSError::new_err(msg),
+        Error::InvalidArgument(_) => return PyValueError::new_err(msg),
+        Error::Cancelled => return PyKeyboardInterrupt::new_err(msg),
+        Error::UnsupportedFormat { .. } => "UnsupportedFormatError",
+        Error::InvalidHeader { .. } | Error::InvalidTensor { .. } => "InvalidCheckpointError",
+        Error::UnknownDtype { .. } => "UnknownDtypeError",
+        Error::InvalidIndex { .. } => "InvalidIndexError",
+        Error::MissingShard { .. } => "MissingShardError",
+    };
+    match py
+        .import("modelkin.errors")
+        .and_then(|m| m.getattr(class))
+        .and_then(|c| c.call1((msg,)))
+    {
+        Ok(exc) => PyErr::from_value(exc),
+        Err(err) => err,
+    }
+}
+
+fn internal_error(py: Python<'_>, payload: Box<dyn std::any::Any + Send>) -> PyErr {
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    let msg = format!("internal error in modelkin (please report it): {what}");
+    match py.import("modelkin.errors").and_then(|m| m.getattr("ModelkinError")).and_then(|c| c.call1((msg,))) {
+        Ok(exc) => PyErr::from_value(exc),
+        Err(err) => err,
+    }
+}
+
+/// Runs `work` on a worker thread with the GIL released. Meanwhile this thread wakes every 100 ms
+/// to let Python handle Ctrl-C and to call `progress(done_bytes, total_bytes)`; either one failing
+/// cancels the run. A panic in the core becomes a `ModelkinError`, never a crash.
+fn enter<T: Send>(
+    py: Python<'_>,
+    progress: Option<&Bound<'_, PyAny>>,
+    work: impl FnOnce(&Progress) -> modelkin_core::Result<T> + Send,
+) -> PyResult<T> {
+    let state = Progress::default();
+    let finished = AtomicBool::new(false);
+    let mut interrupt: Option<PyErr> = None;
+    let caller = std::thread::current();
+    let outcome = std::thread::scope(|s| {
+        let handle = s.spawn(|| {
+            let r = catch_unwind(AssertUnwindSafe(|| work(&state)));
+            finished.store(true, Ordering::Release);
+            caller.unpark();
+            r
+        });
+        let report = |interrupt: &mut Option<PyErr>| {
+            if let Some(cb) = progress {
+                let done = state.done.load(Ordering::Relaxed);
+                let total = state.total.load(Ordering::Relaxed);
+                if let Err(e) = cb.call1((done, total)) {
+                    state.cancel.store(true, Ordering::Relaxed);
+                    interrupt.get_or_insert(e);
+                }
+            }
+        };
+        while !finished.load(Ordering::Acquire) {
+            py.detach(|| {
+                if !finished.load(Ordering::Acquire) {
+                    std::thread::park_timeout(Duration::from_millis(100));
+                }
+            });
+            if let Err(e) = py.check_signals() {
+                state.cancel.store(true, Ordering::Relaxed);
+                interrupt.get_or_insert(e);
+            }
+            if !finished.load(Ordering::Acquire) {
+                report(&mut interrupt);
+            }
+        }
+        let joined = handle.join();
+        if interrupt.is_none() {
+            report(&mut interrupt);
+        }
+        joined
+    });
+    match outcome {
+        Ok(Ok(Ok(value))) => match interrupt {
+            Some(e) => Err(e),
+            None => Ok(value),
+        },
+        Ok(Ok(Err(Error::Cancelled))) => Err(interrupt.unwrap_or_else(|| PyKeyboardInterrupt::new_err("cancelled"))),
+        Ok(Ok(Err(e))) => Err(to_pyerr(py, e)),
+        Ok(Err(panic)) | Err(panic) => Err(internal_error(py, panic)),
+    }
+}
+
+fn options(threads: Option<usize>, sample_size: usize) -> Options {
+    Options {
+        threads,
+        sample_size,
+        ..Options::default()
+    }
+}
+
+fn open_ck(path: &str) -> modelkin_core::Result<Checkpoint> {
+    Checkpoint::open(path)
+}
+
+fn moments_dict<'py>(py: Python<'py>, m: &Moments) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("n", m.n)?;
+    d.set_item("mean", m.mean)?;
+    d.set_item("m2", m.m2)?;
+    d.set_item("m3", m.m3)?;
+    d.set_item("m4", m.m4)?;
+    Ok(d)
+}
+
+fn values_dict<'py>(py: Python<'py>, v: &ValueStats) -> PyResult<Bound<'py, PyDict>> {
+    let d = moments_dict(py, &v.moments)?;
+    d.set_item("count", v.count)?;
+    d.set_item("min", v.min)?;
+    d.set_item("max", v.max)?;
+    d.set_item("nan", v.nan)?;
+    d.set_item("pos_inf", v.pos_inf)?;
+    d.set_item("neg_inf", v.neg_inf)?;
+    Ok(d)
+}
+
+fn pair_dict<'py>(py: Python<'py>, p: &PairStats, sample: Vec<f64>) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("a", values_dict(py, &p.a)?)?;
+    d.set_item("b", values_dict(py, &p.b)?)?;
+    d.set_item("d", moments_dict(py, &p.d)?)?;
+    d.set_item("a_on_pair", moments_dict(py, &p.a_on_pair)?)?;
+    d.set_item("c_da", p.da.c)?;
+    d.set_item("max_abs_d", p.max_abs_d)?;
+    d.set_item("equal", p.equal)?;
+    d.set_item("sample", PyArray1::from_vec(py, sample))?;
+    Ok(d)
+}
+
+fn record_dict<'py>(py: Python<'py>, r: &TensorRecord) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("name", &r.name)?;
+    d.set_item("dtype", r.dtype.name())?;
+    d.set_item("shape", r.shape.clone())?;
+    d.set_item("stats", values_dict(py, &r.stats)?)?;
+    Ok(d)
+}
+
+fn pair_record_dict<'py>(py: Python<'py>, r: PairRecord) -> PyResult<Bound<'py, PyDict>> {
+    let d = pair_dict(py, &r.stats, r.sample)?;
+    d.set_item("name", &r.name)?;
+    d.set_item("shape", r.shape)?;
+    d.set_item("dtype_a", r.dtype_a.name())?;
+    d.set_item("dtype_b", r.dtype_b.name())?;
+    Ok(d)
+}
+
+fn checkpoint_dict<'py>(py: Python<'py>, ck: &Checkpoint) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("path", ck.path.display().to_string())?;
+    d.set_item("format", ck.format)?;
+    let files = PyList::empty(py);
+    for f in &ck.files {
+        let fd = PyDict::new(py);
+        fd.set_item("path", f.path.display().to_string())?;
+        fd.set_item("size", f.size)?;
+        fd.set_item("n_tensors", f.n_tensors)?;
+        fd.set_item("metadata", f.metadata.clone())?;
+        files.append(fd)?;
+    }
+    d.set_item("files", files)?;
+    let tensors = PyList::empty(py);
+    for t in &ck.tensors {
+        let td = PyDict::new(py);
+        td.set_item("name", &t.info.name)?;
+        td.set_item("dtype", t.info.dtype.name())?;
+        td.set_item("shape", t.info.shape.clone())?;
+        td.set_item("file", t.file)?;
+        td.set_item("offset", t.info.offset)?;
+        td.set_item("nbytes", t.info.nbytes)?;
+        tensors.append(td)?;
+    }
+    d.set_item("tensors", tensors)?;
+    Ok(d)
+}
+
+/// Opens and validates a checkpoint; returns its files and tensor table (no data is read).
+#[pyfunction]
+fn open_checkpoint<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, PyDict>> {
+    let ck = enter(py, None, |_| open_ck(path))?;
+    checkpoint_dict(py, &ck)
+}
+
+/// Streams one checkpoint; returns its summary and per-tensor statistics.
+#[pyfunction]
+#[pyo3(signature = (path, threads=None, progress=None))]
+fn inspect<'py>(
+    py: Python<'py>,
+    path: &str,
+    threads: Option<usize>,
+    progress: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let opts = options(threads, 0);
+    let (ck, records) = enter(py, progress, |p| {
+        let ck = open_ck(path)?;
+        let records = modelkin_core::inspect(&ck, &opts, p)?;
+        Ok((ck, records))
+    })?;
+    let d = PyDict::new(py);
+    d.set_item("checkpoint", checkpoint_dict(py, &ck)?)?;
+    let list = PyList::empty(py);
+    for r in &records {
+        list.append(record_dict(py, r)?)?;
+    }
+    d.set_item("tensors", list)?;
+    Ok(d)
+}
+
+/// Streams two checkpoints once and compares same-named tensors.
+#[pyfunction]
+#[pyo3(signature = (a, b, threads=None, progress=None, sample_size=8192))]
+fn diff<'py>(
+    py: Python<'py>,
+    a: &str,
+    b: &str,
+    threads: Option<usize>,
+    progress: Option<&Bound<'py, PyAny>>,
+    sample_size: usize,
+) -> PyResult<Bound<'py, PyDict>> {
+    let opts = options(threads, sample_size);
+    let (ca, cb, report) = enter(py, progress, |p| {
+        let ca = open_ck(a)?;
+        let cb = open_ck(b)?;
+        let report = modelkin_core::diff(&ca, &cb, &opts, p)?;
+        Ok((ca, cb, report))
+    })?;
+    let d = PyDict::new(py);
+    d.set_item("a", checkpoint_dict(py, &ca)?)?;
+    d.set_item("b", checkpoint_dict(py, &cb)?)?;
+    let pairs = PyList::empty(py);
+    for r in report.pairs {
+        pairs.append(pair_record_dict(py, r)?)?;
+    }
+    d.set_item("pairs", pairs)?;
+    d.set_item("total", pair_dict(py, &report.total, Vec::new())?)?;
+    let records = |rs: &[TensorRecord]| -> PyResult<Bound<'py, PyList>> {
+        let l = PyList::empty(py);
+        for r in rs {
+            l.append(record_dict(py, r)?)?;
+        }
+        Ok(l)
+    };
+    d.set_item("only_a", records(&report.only_a)?)?;
+    d.set_item("only_b", records(&report.only_b)?)?;
+    let mism = PyList::empty(py);
+    for Mismatch { a, b } in &report.shape_mismatch {
+        let m = PyDict::new(py);
+        m.set_item("a", record_dict(py, a)?)?;
+        m.set_item("b", record_dict(py, b)?)?;
+        mism.append(m)?;
+    }
+    d.set_item("shape_mismatch", mism)?;
+    Ok(d)
+}
+
+fn dtype(name: &str) -> PyResult<DType> {
+    DType::parse(name).ok_or_else(|| PyValueError::new_err(format!("unknown dtype '{name}'")))
+}
+
+/// Pair statistics of two equal-length byte buffers holding `a_dtype` and `b_dtype` elements.
+#[pyfunction]
+#[pyo3(signature = (a, a_dtype, b, b_dtype, threads=None, sample_size=8192))]
+fn pair_stats<'py>(
+    py: Python<'py>,
+    a: PyReadonlyArray1<'py, u8>,
+    a_dtype: &str,
+    b: PyReadonlyArray1<'py, u8>,
+    b_dtype: &str,
+    threads: Option<usize>,
+    sample_size: usize,
+) -> PyResult<Bound<'py, PyDict>> {
+    let (da, db) = (dtype(a_dtype)?, dtype(b_dtype)?);
+    let (xa, xb) = (a.as_slice()?, b.as_slice()?);
+    for (x, d) in [(xa, da), (xb, db)] {
+        if x.len() % d.size() != 0 {
+            return Err(PyValueError::new_err(format!(
+                "{} bytes is not a whole number of {d} elements",
+                x.len()
+            )));
+        }
+    }
+    if xa.len() / da.size() != xb.len() / db.size() {
+        return Err(PyValueError::new_err(format!(
+            "the arrays hold {} and {} elements",
+            xa.len() / da.size(),
+            xb.len() / db.size()
+        )));
+    }
+    let opts = options(threads, sample_size);
+    let job = Job::Pair(
+        Source { bytes: xa, dtype: da, file: None },
+        Source { bytes: xb, dtype: db, file: None },
+    );
+    let out = enter(py, None, |p| modelkin_core::stream::run(&[job], &opts, p))?;
+    match out.into_iter().next() {
+        Some(Summary::Pair(stats, sample)) => pair_dict(py, &stats, sample),
+        _ => Err(PyValueError::new_err("no result")),
+    }
+}
+
+/// Reads every tensor byte of two checkpoints through the engine without statistics (a floor
+/// for benchmarks); returns a checksum.
+#[pyfunction]
+#[pyo3(signature = (a, b, threads=None))]
+fn read_pair(py: Python<'_>, a: &str, b: &str, threads: Option<usize>) -> PyResult<u64> {
+    let opts = options(threads, 0);
+    enter(py, None, |p| {
+        let ca = open_ck(a)?;
+        let cb = open_ck(b)?;
+        modelkin_core::diff::read_pair(&ca, &cb, &opts, p)
+    })
+}
+
+/// The thread count a call without `threads` uses (`MODELKIN_NUM_THREADS`, else the cores).
+#[pyfunction]
+fn default_threads() -> PyResult<usize> {
+    modelkin_core::stream::resolve_threads(None).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+/// The native part of modelkin.
+#[pymodule]
+fn _modelkin(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add(
+        "DTYPES",
+        DType::ALL.iter().map(|d| d.name()).collect::<Vec<_>>(),
+    )?;
+    m.add_function(wrap_pyfunction!(open_checkpoint, m)?)?;
+    m.add_function(wrap_pyfunction!(inspect, m)?)?;
+    m.add_function(wrap_pyfunction!(diff, m)?)?;
+    m.add_function(wrap_pyfunction!(pair_stats, m)?)?;
+    m.add_function(wrap_pyfunction!(read_pair, m)?)?;
+    m.add_function(wrap_pyfunction!(default_threads, m)?)?;
+    Ok(())
+}

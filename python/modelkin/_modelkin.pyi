@@ -1,0 +1,43 @@
+"""Type stubs of the native module (modelkin-core through PyO3). Use the public API in ``modelkin``."""
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+DTYPES: list[str]
+
+def open_checkpoint(path: str) -> dict[str, Any]:
+    """Opens and validates a checkpoint; returns its files and tensor table (no data is read)."""
+
+def inspect(
+    path: str, threads: int | None = None, progress: Callable[[int, int], object] | None = None
+) -> dict[str, Any]:
+    """Streams one checkpoint; returns its summary and per-tensor statistics."""
+
+def diff(
+    a: str,
+    b: str,
+    threads: int | None = None,
+    progress: Callable[[int, int], object] | None = None,
+    sample_size: int = 8192,
+) -> dict[str, Any]:
+    """Streams two checkpoints once and compares same-named tensors."""
+
+def pair_stats(
+    a: npt.NDArray[np.uint8],
+    a_dtype: str,
+    b: npt.NDArray[np.uint8],
+    b_dtype: str,
+    threads: int | None = None,
+    sample_size: int = 8192,
+) -> dict[str, Any]:
+    """Pair statistics of two equal-length byte buffers holding `a_dtype` and `b_dtype` elements."""
+
+def read_pair(a: str, b: str, threads: int | None = None) -> int:
+    """Reads every tensor byte of two checkpoints without statistics; returns a checksum."""
+
+def default_threads() -> int:
+    """The thread count a call without `threads` uses."""

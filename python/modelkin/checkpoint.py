@@ -1,0 +1,113 @@
+"""What a checkpoint holds, read from its headers alone (no tensor data is touched)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import _modelkin
+
+__all__ = ["CheckpointInfo", "FileInfo", "TensorInfo", "open"]
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor's header entry."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    file: int
+    offset: int
+    nbytes: int
+
+    @property
+    def numel(self) -> int:
+        """Number of elements."""
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """One file of a checkpoint."""
+
+    path: str
+    size: int
+    n_tensors: int
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """A validated checkpoint: its files and its tensors, sorted by name."""
+
+    path: str
+    format: str
+    files: tuple[FileInfo, ...]
+    tensors: tuple[TensorInfo, ...]
+
+    @classmethod
+    def from_raw(cls, raw: dict[str, Any]) -> CheckpointInfo:
+        """Builds from the engine's dict."""
+        return cls(
+            path=raw["path"],
+            format=raw["format"],
+            files=tuple(FileInfo(f["path"], f["size"], f["n_tensors"], dict(f["metadata"])) for f in raw["files"]),
+            tensors=tuple(
+                TensorInfo(t["name"], t["dtype"], tuple(t["shape"]), t["file"], t["offset"], t["nbytes"])
+                for t in raw["tensors"]
+            ),
+        )
+
+    @property
+    def n_params(self) -> int:
+        """Total number of elements over all tensors."""
+        return sum(t.numel for t in self.tensors)
+
+    @property
+    def nbytes(self) -> int:
+        """Total bytes of tensor data."""
+        return sum(t.nbytes for t in self.tensors)
+
+    @property
+    def dtypes(self) -> dict[str, int]:
+        """Elements per dtype."""
+        out: dict[str, int] = {}
+        for t in self.tensors:
+            out[t.dtype] = out.get(t.dtype, 0) + t.numel
+        return out
+
+    def __getitem__(self, name: str) -> TensorInfo:
+        for t in self.tensors:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    def __len__(self) -> int:
+        return len(self.tensors)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-ready fields."""
+        return {
+            "path": self.path,
+            "format": self.format,
+            "n_params": self.n_params,
+            "nbytes": self.nbytes,
+            "dtypes": self.dtypes,
+            "files": [vars(f) for f in self.files],
+            "n_tensors": len(self.tensors),
+        }
+
+
+def open(path: str | os.PathLike[str]) -> CheckpointInfo:  # noqa: A001 - the natural name
+    """Opens and validates a checkpoint and returns what it holds, without reading tensor data.
+
+    ``path`` is a ``.safetensors`` file, a sharded index (``*.safetensors.index.json``) or a folder
+    holding either. Raises :class:`FileNotFoundError` for a missing path and a
+    :class:`~modelkin.errors.ModelkinError` naming the file and the problem for a malformed one.
+    """
+    return CheckpointInfo.from_raw(_modelkin.open_checkpoint(os.fspath(path)))

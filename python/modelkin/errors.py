@@ -1,0 +1,42 @@
+"""The exceptions modelkin raises.
+
+Every error from reading a checkpoint is a :class:`ModelkinError`; the message names the file, the
+tensor where there is one, and what is wrong. A path that does not exist raises the built-in
+:class:`FileNotFoundError`; a missing shard of a sharded checkpoint raises :class:`MissingShardError`,
+which is both a :class:`ModelkinError` and a :class:`FileNotFoundError`.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "InvalidCheckpointError",
+    "InvalidIndexError",
+    "MissingShardError",
+    "ModelkinError",
+    "UnknownDtypeError",
+    "UnsupportedFormatError",
+]
+
+
+class ModelkinError(Exception):
+    """Base class of modelkin's own errors."""
+
+
+class UnsupportedFormatError(ModelkinError):
+    """The file is not in a format modelkin reads (for example a pickle, which is never loaded)."""
+
+
+class InvalidCheckpointError(ModelkinError):
+    """A checkpoint file is malformed: truncated, bad header, bad offsets or shapes."""
+
+
+class UnknownDtypeError(InvalidCheckpointError):
+    """A tensor's dtype is not one modelkin can decode."""
+
+
+class InvalidIndexError(InvalidCheckpointError):
+    """A sharded checkpoint's index is malformed or disagrees with its shards."""
+
+
+class MissingShardError(InvalidIndexError, FileNotFoundError):
+    """A sharded checkpoint's index names a shard file that does not exist."""

@@ -1,0 +1,325 @@
+"""Statistics derived from the moments that the native engine accumulates.
+
+The engine returns, per tensor, the count, mean and central moment sums Σ(x−μ)^k (k = 2, 3, 4) of
+the finite values, and per tensor pair the same for d = b − a plus the co-moment of d with a. Every
+number users see is derived here. Quantities that must stay accurate when a ≈ b (1 − cosine,
+1 − Pearson r) are computed from the moments of d, never as 1 − (Σab / …), which loses all digits.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["Moments", "PairStats", "ValueStats", "histogram"]
+
+#: Histogram range, in standard deviations of d either side of its mean.
+HIST_WIDTH = 5.0
+#: Number of histogram bins.
+HIST_BINS = 64
+
+
+def _div(num: float, den: float) -> float:
+    return num / den if den != 0 and math.isfinite(den) else math.nan
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Count, mean and central moment sums of a set of values."""
+
+    n: int
+    mean: float
+    m2: float
+    m3: float
+    m4: float
+
+    @classmethod
+    def from_raw(cls, raw: dict[str, Any]) -> Moments:
+        """Builds from the engine's dict."""
+        return cls(int(raw["n"]), float(raw["mean"]), float(raw["m2"]), float(raw["m3"]), float(raw["m4"]))
+
+    @property
+    def var(self) -> float:
+        """Population variance (ddof = 0); NaN for no values."""
+        return _div(self.m2, self.n)
+
+    @property
+    def std(self) -> float:
+        """Population standard deviation."""
+        v = self.var
+        return math.sqrt(v) if v >= 0 else math.nan
+
+    @property
+    def skewness(self) -> float:
+        """Sample skewness g1 = √n·m3 / m2^1.5 (scipy.stats.skew, bias=True); NaN when constant."""
+        if self.n == 0 or self.m2 <= 0:
+            return math.nan
+        return math.sqrt(self.n) * self.m3 / self.m2**1.5
+
+    @property
+    def kurtosis(self) -> float:
+        """Excess kurtosis n·m4 / m2² − 3 (scipy.stats.kurtosis, bias=True); NaN when constant."""
+        if self.n == 0 or self.m2 <= 0:
+            return math.nan
+        return self.n * self.m4 / (self.m2 * self.m2) - 3.0
+
+    @property
+    def sum(self) -> float:
+        """Σx."""
+        return self.n * self.mean
+
+    @property
+    def sum_sq(self) -> float:
+        """Σx²."""
+        return self.m2 + self.n * self.mean * self.mean
+
+
+@dataclass(frozen=True)
+class ValueStats:
+    """Statistics of one tensor's values. Moments cover the finite values only."""
+
+    count: int
+    moments: Moments
+    min: float
+    max: float
+    nan: int
+    pos_inf: int
+    neg_inf: int
+
+    @classmethod
+    def from_raw(cls, raw: dict[str, Any]) -> ValueStats:
+        """Builds from the engine's dict."""
+        return cls(
+            count=int(raw["count"]),
+            moments=Moments.from_raw(raw),
+            min=float(raw["min"]) if raw["n"] else math.nan,
+            max=float(raw["max"]) if raw["n"] else math.nan,
+            nan=int(raw["nan"]),
+            pos_inf=int(raw["pos_inf"]),
+            neg_inf=int(raw["neg_inf"]),
+        )
+
+    @property
+    def mean(self) -> float:
+        """Mean of the finite values."""
+        return self.moments.mean if self.moments.n else math.nan
+
+    @property
+    def std(self) -> float:
+        """Population standard deviation of the finite values."""
+        return self.moments.std
+
+    @property
+    def skewness(self) -> float:
+        """Skewness of the finite values."""
+        return self.moments.skewness
+
+    @property
+    def kurtosis(self) -> float:
+        """Excess kurtosis of the finite values."""
+        return self.moments.kurtosis
+
+    @property
+    def l2_norm(self) -> float:
+        """Euclidean norm of the finite values."""
+        return math.sqrt(max(self.moments.sum_sq, 0.0))
+
+    @property
+    def inf(self) -> int:
+        """Infinite values of either sign."""
+        return self.pos_inf + self.neg_inf
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-ready fields."""
+        return {
+            "count": self.count,
+            "finite": self.moments.n,
+            "mean": self.mean,
+            "std": self.std,
+            "skewness": self.skewness,
+            "kurtosis": self.kurtosis,
+            "min": self.min,
+            "max": self.max,
+            "l2_norm": self.l2_norm,
+            "nan": self.nan,
+            "pos_inf": self.pos_inf,
+            "neg_inf": self.neg_inf,
+        }
+
+
+def histogram(
+    sample: npt.NDArray[np.float64], mean: float, std: float
+) -> tuple[list[float], list[int], int, int] | None:
+    """Histogram of sampled differences over mean ± 5σ in 64 bins, with the counts below and above.
+
+    None when the spread is zero or undefined (e.g. identical tensors).
+    """
+    if not (math.isfinite(std) and std > 0 and math.isfinite(mean)):
+        return None
+    finite = sample[np.isfinite(sample)]
+    lo, hi = mean - HIST_WIDTH * std, mean + HIST_WIDTH * std
+    counts, edges = np.histogram(finite, bins=HIST_BINS, range=(lo, hi))
+    below = int(np.count_nonzero(finite < lo))
+    above = int(np.count_nonzero(finite > hi))
+    return [float(e) for e in edges], [int(c) for c in counts], below, above
+
+
+@dataclass(frozen=True)
+class PairStats:
+    """Statistics of a tensor pair (a, b) and of their difference d = b − a.
+
+    ``d`` and ``a_on_pair`` cover the positions where a and b are both finite; ``a`` and ``b`` describe
+    each side on its own.
+    """
+
+    a: ValueStats
+    b: ValueStats
+    d: Moments
+    a_on_pair: Moments
+    c_da: float
+    max_abs_d: float
+    equal: int
+    sample: npt.NDArray[np.float64]
+
+    @classmethod
+    def from_raw(cls, raw: dict[str, Any]) -> PairStats:
+        """Builds from the engine's dict."""
+        return cls(
+            a=ValueStats.from_raw(raw["a"]),
+            b=ValueStats.from_raw(raw["b"]),
+            d=Moments.from_raw(raw["d"]),
+            a_on_pair=Moments.from_raw(raw["a_on_pair"]),
+            c_da=float(raw["c_da"]),
+            max_abs_d=float(raw["max_abs_d"]) if raw["d"]["n"] else math.nan,
+            equal=int(raw["equal"]),
+            sample=np.asarray(raw["sample"], dtype=np.float64),
+        )
+
+    # -- raw sums over the positions where both are finite --------------------------------------
+    @property
+    def n(self) -> int:
+        """Positions where a and b are both finite."""
+        return self.d.n
+
+    @property
+    def sum_a(self) -> float:
+        """Σa."""
+        return self.a_on_pair.sum
+
+    @property
+    def sum_b(self) -> float:
+        """Σb."""
+        return self.n * (self.a_on_pair.mean + self.d.mean)
+
+    @property
+    def sum_a2(self) -> float:
+        """Σa²."""
+        return self.a_on_pair.sum_sq
+
+    @property
+    def sum_d2(self) -> float:
+        """Σd²."""
+        return self.d.sum_sq
+
+    @property
+    def _sum_ad(self) -> float:
+        return self.c_da + self.n * self.a_on_pair.mean * self.d.mean
+
+    @property
+    def sum_b2(self) -> float:
+        """Σb² (= Σa² + 2Σad + Σd²)."""
+        return max(self.sum_a2 + 2 * self._sum_ad + self.sum_d2, 0.0)
+
+    @property
+    def sum_ab(self) -> float:
+        """Σab (= Σa² + Σad)."""
+        return self.sum_a2 + self._sum_ad
+
+    # -- similarity ------------------------------------------------------------------------------
+    @property
+    def one_minus_cosine(self) -> float:
+        """1 − cos(a, b), accurate when a ≈ b: (Σd² − (‖a‖−‖b‖)²) / (2‖a‖‖b‖)."""
+        na, nb = math.sqrt(self.sum_a2), math.sqrt(self.sum_b2)
+        if na == 0 or nb == 0:
+            return math.nan
+        gap = -(2 * self._sum_ad + self.sum_d2) / (na + nb)  # ‖a‖ − ‖b‖ without cancellation
+        return (self.sum_d2 - gap * gap) / (2 * na * nb)
+
+    @property
+    def cosine(self) -> float:
+        """Cosine similarity of a and b."""
+        return 1.0 - self.one_minus_cosine
+
+    @property
+    def _centred(self) -> tuple[float, float, float, float]:
+        a2 = self.a_on_pair.m2
+        d2 = self.d.m2
+        b2 = max(a2 + d2 + 2 * self.c_da, 0.0)
+        return a2, b2, d2, self.c_da
+
+    @property
+    def one_minus_pearson(self) -> float:
+        """1 − r(a, b), accurate when a ≈ b: (D − (√A − √B)²) / (2√(AB)) on centred sums."""
+        a2, b2, d2, c = self._centred
+        if a2 <= 0 or b2 <= 0:
+            return math.nan
+        sa, sb = math.sqrt(a2), math.sqrt(b2)
+        gap = -(2 * c + d2) / (sa + sb)
+        return (d2 - gap * gap) / (2 * sa * sb)
+
+    @property
+    def pearson(self) -> float:
+        """Pearson correlation of a and b."""
+        return 1.0 - self.one_minus_pearson
+
+    @property
+    def rel_change(self) -> float:
+        """‖d‖ / ‖a‖."""
+        return _div(math.sqrt(self.sum_d2), math.sqrt(self.sum_a2))
+
+    @property
+    def corr_d_a(self) -> float:
+        """Pearson correlation of d with a (≈ 0 for added noise, ≠ 0 for scaling or shrinkage)."""
+        a2, _, d2, c = self._centred
+        return _div(c, math.sqrt(d2 * a2))
+
+    @property
+    def equal_fraction(self) -> float:
+        """Share of positions whose values are bit-identical."""
+        return _div(self.equal, self.a.count)
+
+    def histogram(self) -> tuple[list[float], list[int], int, int] | None:
+        """Histogram of the sampled differences (see :func:`histogram`)."""
+        return histogram(self.sample, self.d.mean, self.d.std)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-ready fields (the sample itself is left out; the histogram is in)."""
+        h = self.histogram()
+        return {
+            "n": self.n,
+            "equal": self.equal,
+            "equal_fraction": self.equal_fraction,
+            "d_mean": self.d.mean if self.n else math.nan,
+            "d_std": self.d.std,
+            "d_skewness": self.d.skewness,
+            "d_kurtosis": self.d.kurtosis,
+            "max_abs_d": self.max_abs_d,
+            "rel_change": self.rel_change,
+            "cosine": self.cosine,
+            "one_minus_cosine": self.one_minus_cosine,
+            "pearson": self.pearson,
+            "one_minus_pearson": self.one_minus_pearson,
+            "corr_d_a": self.corr_d_a,
+            "sum_a": self.sum_a,
+            "sum_b": self.sum_b,
+            "sum_a2": self.sum_a2,
+            "sum_b2": self.sum_b2,
+            "sum_ab": self.sum_ab,
+            "a": self.a.to_dict(),
+            "b": self.b.to_dict(),
+            "histogram": None if h is None else dict(zip(("edges", "counts", "below", "above"), h)),
+        }
