@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+__all__: list[str]
 __version__: str
 DTYPES: list[str]
 

@@ -56,7 +56,9 @@ class CheckpointInfo:
         return cls(
             path=raw["path"],
             format=raw["format"],
-            files=tuple(FileInfo(f["path"], f["size"], f["n_tensors"], dict(f["metadata"])) for f in raw["files"]),
+            files=tuple(
+                FileInfo(f["path"], f["size"], f["n_tensors"], dict(f["metadata"])) for f in raw["files"]
+            ),
             tensors=tuple(
                 TensorInfo(t["name"], t["dtype"], tuple(t["shape"]), t["file"], t["offset"], t["nbytes"])
                 for t in raw["tensors"]
@@ -103,7 +105,7 @@ class CheckpointInfo:
         }
 
 
-def open(path: str | os.PathLike[str]) -> CheckpointInfo:  # noqa: A001 - the natural name
+def open(path: str | os.PathLike[str]) -> CheckpointInfo:
     """Opens and validates a checkpoint and returns what it holds, without reading tensor data.
 
     ``path`` is a ``.safetensors`` file, a sharded index (``*.safetensors.index.json``) or a folder

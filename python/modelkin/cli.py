@@ -42,8 +42,15 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--json", action="store_true", help="print JSON (versioned schema) instead of a table")
-        sp.add_argument("--threads", type=int, default=None, help="worker threads (default: MODELKIN_NUM_THREADS or all cores)")
+        sp.add_argument(
+            "--json", action="store_true", help="print JSON (versioned schema) instead of a table"
+        )
+        sp.add_argument(
+            "--threads",
+            type=int,
+            default=None,
+            help="worker threads (default: MODELKIN_NUM_THREADS or all cores)",
+        )
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     sp = sub.add_parser("inspect", help="statistics of every tensor of one checkpoint")
@@ -53,7 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("diff", help="compare checkpoint B against A, tensor by tensor")
     sp.add_argument("a", help="the reference checkpoint")
     sp.add_argument("b", help="the checkpoint compared against it")
-    sp.add_argument("--top", type=int, default=25, help="rows in the table, largest differences first (0 = all)")
+    sp.add_argument(
+        "--top", type=int, default=25, help="rows in the table, largest differences first (0 = all)"
+    )
     common(sp)
 
     sp = sub.add_parser("demo", help="write a small model and a Llama3-V-style noised copy, and compare them")
@@ -65,20 +74,34 @@ def _parser() -> argparse.ArgumentParser:
 def _console(stream: Any) -> Console:
     # Off a terminal rich would wrap at 80 columns; tables piped to a file or a CI log read better wide.
     width = None if stream.isatty() or os.environ.get("COLUMNS") else 160
-    return Console(file=stream, width=width, no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False)
+    return Console(
+        file=stream, width=width, no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False
+    )
 
 
 def _print_inspect(res: InspectResult, out: Console) -> None:
     ck = res.checkpoint
-    out.print(f"[bold]{ck.path}[/]  {ck.format}, {len(ck.files)} file(s), {len(ck.tensors)} tensors, "
-              f"{ck.n_params:,} parameters ({', '.join(f'{k} {v:,}' for k, v in ck.dtypes.items())})")
+    out.print(
+        f"[bold]{ck.path}[/]  {ck.format}, {len(ck.files)} file(s), {len(ck.tensors)} tensors, "
+        f"{ck.n_params:,} parameters ({', '.join(f'{k} {v:,}' for k, v in ck.dtypes.items())})"
+    )
     t = Table(show_edge=False, pad_edge=False)
     for col in ("tensor", "dtype", "shape", "mean", "std", "skew", "ex.kurt", "min", "max", "NaN/Inf"):
         t.add_column(col, justify="left" if col in ("tensor", "dtype", "shape") else "right")
     for r in res.tensors:
         s = r.stats
-        t.add_row(r.name, r.dtype, _shape(r.shape), _num(s.mean), _num(s.std), _num(s.skewness, ".2f"),
-                  _num(s.kurtosis, ".2f"), _num(s.min), _num(s.max), f"{s.nan}/{s.inf}" if s.nan or s.inf else "")
+        t.add_row(
+            r.name,
+            r.dtype,
+            _shape(r.shape),
+            _num(s.mean),
+            _num(s.std),
+            _num(s.skewness, ".2f"),
+            _num(s.kurtosis, ".2f"),
+            _num(s.min),
+            _num(s.max),
+            f"{s.nan}/{s.inf}" if s.nan or s.inf else "",
+        )
     out.print(t)
     out.print(f"{res.seconds:.2f} s on {res.threads} thread(s)")
 
@@ -95,9 +118,17 @@ def _print_diff(res: DiffResult, out: Console, top: int) -> None:
     for p in shown:
         s = p.stats
         dt = p.dtype_a if p.dtype_a == p.dtype_b else f"{p.dtype_a}→{p.dtype_b}"
-        t.add_row(p.name, _shape(p.shape), dt, _num(s.d.std), _num(s.d.mean if s.n else math.nan),
-                  _num(s.max_abs_d), _num(s.rel_change), _num(s.one_minus_cosine),
-                  f"{100 * s.equal_fraction:.1f}%" if math.isfinite(s.equal_fraction) else "–")
+        t.add_row(
+            p.name,
+            _shape(p.shape),
+            dt,
+            _num(s.d.std),
+            _num(s.d.mean if s.n else math.nan),
+            _num(s.max_abs_d),
+            _num(s.rel_change),
+            _num(s.one_minus_cosine),
+            f"{100 * s.equal_fraction:.1f}%" if math.isfinite(s.equal_fraction) else "–",
+        )
     out.print(t)
     if len(shown) < len(rows):
         out.print(f"… {len(rows) - len(shown)} more pairs (use --top 0 for all)")
@@ -145,13 +176,16 @@ def _run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(res.to_dict(), indent=1))
             return 0
-        out.print(f"Wrote a small Llama-shaped model and a copy with N(0, {NOISE_SIGMA:g}²) noise added to every "
-                  f"tensor (the Llama3-V recipe) to {folder}{' (deleted on exit)' if args.out is None else ''}.\n")
+        out.print(
+            f"Wrote a small Llama-shaped model and a copy with N(0, {NOISE_SIGMA:g}²) noise added to every "
+            f"tensor (the Llama3-V recipe) to {folder}{' (deleted on exit)' if args.out is None else ''}.\n"
+        )
         _print_diff(res, out, 12)
         tot = res.totals()
         out.print(
-            f"\n[bold]What to notice:[/] b − a has mean ≈ 0, no skew, no excess kurtosis, and the [bold]same σ ≈ "
-            f"{_num(tot['d_std'])}[/] in every tensor (from {_num(tot['d_std_min'])} to {_num(tot['d_std_max'])}), "
+            "\n[bold]What to notice:[/] b − a has mean ≈ 0, no skew, no excess kurtosis, and the "
+            f"[bold]same σ ≈ {_num(tot['d_std'])}[/] in every tensor "
+            f"(from {_num(tot['d_std_min'])} to {_num(tot['d_std_max'])}), "
             "in projections whose weights are ~0.02 and in norm gains that are ~1.0 alike. Training never "
             "changes weights like that; adding noise on purpose does."
         )

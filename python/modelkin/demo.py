@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
-__all__ = ["DemoShape", "NOISE_SIGMA", "llama_like", "write_demo_pair"]
+__all__ = ["NOISE_SIGMA", "DemoShape", "llama_like", "write_demo_pair"]
 
 #: The noise level measured in the Llama3-V case.
 NOISE_SIGMA = 1.4e-3
@@ -44,7 +44,11 @@ def llama_like(shape: DemoShape, seed: int) -> dict[str, np.ndarray]:
     def norm() -> np.ndarray:
         return (1.0 + rng.standard_normal(h) * 0.05).astype(np.float32)
 
-    out = {"model.embed_tokens.weight": w(shape.vocab, h), "model.norm.weight": norm(), "lm_head.weight": w(shape.vocab, h)}
+    out = {
+        "model.embed_tokens.weight": w(shape.vocab, h),
+        "model.norm.weight": norm(),
+        "lm_head.weight": w(shape.vocab, h),
+    }
     for layer in range(shape.layers):
         p = f"model.layers.{layer}."
         out |= {
@@ -61,7 +65,9 @@ def llama_like(shape: DemoShape, seed: int) -> dict[str, np.ndarray]:
     return out
 
 
-def write_demo_pair(folder: str | os.PathLike[str], *, seed: int = 0, sigma: float = NOISE_SIGMA) -> tuple[Path, Path]:
+def write_demo_pair(
+    folder: str | os.PathLike[str], *, seed: int = 0, sigma: float = NOISE_SIGMA
+) -> tuple[Path, Path]:
     """Writes ``base.safetensors`` and ``noised.safetensors`` (base + N(0, σ²)) into ``folder``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

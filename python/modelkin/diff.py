@@ -133,7 +133,8 @@ class DiffResult:
             only_a=tuple(TensorSummary.from_raw(t) for t in raw["only_a"]),
             only_b=tuple(TensorSummary.from_raw(t) for t in raw["only_b"]),
             shape_mismatch=tuple(
-                (TensorSummary.from_raw(m["a"]), TensorSummary.from_raw(m["b"])) for m in raw["shape_mismatch"]
+                (TensorSummary.from_raw(m["a"]), TensorSummary.from_raw(m["b"]))
+                for m in raw["shape_mismatch"]
             ),
             total=PairStats.from_raw(raw["total"]),
             threads=threads,
@@ -190,7 +191,7 @@ class DiffResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict with a versioned schema tag (``"schema": "modelkin.diff/1"``)."""
-        return json_safe(
+        out: dict[str, Any] = json_safe(
             {
                 "schema": SCHEMA,
                 "modelkin_version": _modelkin.__version__,
@@ -203,12 +204,18 @@ class DiffResult:
                 "only_a": [t.to_dict() for t in self.only_a],
                 "only_b": [t.to_dict() for t in self.only_b],
                 "shape_mismatch": [
-                    {"name": a.name, "shape_a": list(a.shape), "shape_b": list(b.shape), "a": a.to_dict(),
-                     "b": b.to_dict()}
+                    {
+                        "name": a.name,
+                        "shape_a": list(a.shape),
+                        "shape_b": list(b.shape),
+                        "a": a.to_dict(),
+                        "b": b.to_dict(),
+                    }
                     for a, b in self.shape_mismatch
                 ],
             }
         )
+        return out
 
 
 @dataclass(frozen=True)
@@ -226,7 +233,7 @@ class InspectResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict with a versioned schema tag."""
-        return json_safe(
+        out: dict[str, Any] = json_safe(
             {
                 "schema": INSPECT_SCHEMA,
                 "modelkin_version": _modelkin.__version__,
@@ -236,6 +243,7 @@ class InspectResult:
                 "tensors": [dict(t.to_dict(), shape=list(t.shape)) for t in self.tensors],
             }
         )
+        return out
 
 
 def _threads(threads: int | None) -> int:
@@ -307,10 +315,14 @@ def _as_bytes(x: Any, which: str) -> tuple[npt.NDArray[np.uint8], str]:
         raise TypeError(f"{which} must be a numpy array, got {type(x).__name__}")
     name = _NUMPY_DTYPES.get(x.dtype.name)
     if name is None:
-        raise TypeError(f"{which} has dtype {x.dtype}, which modelkin does not read "
-                        f"(supported: {', '.join(sorted(_NUMPY_DTYPES))})")
+        raise TypeError(
+            f"{which} has dtype {x.dtype}, which modelkin does not read "
+            f"(supported: {', '.join(sorted(_NUMPY_DTYPES))})"
+        )
     if not x.dtype.isnative:
-        raise TypeError(f"{which} is big-endian ({x.dtype.str}); convert it with x.astype(x.dtype.newbyteorder('='))")
+        raise TypeError(
+            f"{which} is big-endian ({x.dtype.str}); convert it with x.astype(x.dtype.newbyteorder('='))"
+        )
     if not x.flags.c_contiguous:
         raise TypeError(f"{which} is not C-contiguous; pass np.ascontiguousarray({which}) (a copy)")
     # A view, not a copy: the engine reads the array's own memory.
@@ -333,4 +345,3 @@ def pair_stats(
     by, dy = _as_bytes(y, "y")
     raw = _modelkin.pair_stats(bx, dx, by, dy, _threads(threads), sample_size)
     return PairStats.from_raw(raw)
-

@@ -24,7 +24,7 @@ HIST_BINS = 64
 
 
 def _div(num: float, den: float) -> float:
-    return num / den if den != 0 and math.isfinite(den) else math.nan
+    return float(num / den) if den != 0 and math.isfinite(den) else math.nan
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class Moments:
         """Sample skewness g1 = √n·m3 / m2^1.5 (scipy.stats.skew, bias=True); NaN when constant."""
         if self.n == 0 or self.m2 <= 0:
             return math.nan
-        return math.sqrt(self.n) * self.m3 / self.m2**1.5
+        return math.sqrt(self.n) * self.m3 / math.pow(self.m2, 1.5)
 
     @property
     def kurtosis(self) -> float:

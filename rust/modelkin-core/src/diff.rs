@@ -146,7 +146,9 @@ pub fn diff(
             b: take(tb),
         })
         .collect();
-    let total = pairs.iter().fold(PairStats::default(), |acc, p| acc.merge(&p.stats));
+    let total = pairs
+        .iter()
+        .fold(PairStats::default(), |acc, p| acc.merge(&p.stats));
     Ok(DiffReport {
         pairs,
         total,

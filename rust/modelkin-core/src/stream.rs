@@ -143,6 +143,7 @@ impl Job<'_> {
 
 /// The merged result of a job.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // one per chunk of a million elements: boxing buys nothing
 pub enum Summary {
     /// Result of a [`Job::Single`].
     Single(ValueStats),

@@ -21,7 +21,11 @@ fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
     let msg = e.to_string();
     let class = match &e {
         Error::NotFound { path } => {
-            return PyFileNotFoundError::new_err((2, "No such file or directory", path.display().to_string()))
+            return PyFileNotFoundError::new_err((
+                2,
+                "No such file or directory",
+                path.display().to_string(),
+            ))
         }
         Error::Io { .. } => return PyOSError::new_err(msg),
         Error::InvalidArgument(_) => return PyValueError::new_err(msg),
@@ -49,7 +53,11 @@ fn internal_error(py: Python<'_>, payload: Box<dyn std::any::Any + Send>) -> PyE
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".into());
     let msg = format!("internal error in modelkin (please report it): {what}");
-    match py.import("modelkin.errors").and_then(|m| m.getattr("ModelkinError")).and_then(|c| c.call1((msg,))) {
+    match py
+        .import("modelkin.errors")
+        .and_then(|m| m.getattr("ModelkinError"))
+        .and_then(|c| c.call1((msg,)))
+    {
         Ok(exc) => PyErr::from_value(exc),
         Err(err) => err,
     }
@@ -109,7 +117,9 @@ fn enter<T: Send>(
             Some(e) => Err(e),
             None => Ok(value),
         },
-        Ok(Ok(Err(Error::Cancelled))) => Err(interrupt.unwrap_or_else(|| PyKeyboardInterrupt::new_err("cancelled"))),
+        Ok(Ok(Err(Error::Cancelled))) => {
+            Err(interrupt.unwrap_or_else(|| PyKeyboardInterrupt::new_err("cancelled")))
+        }
         Ok(Ok(Err(e))) => Err(to_pyerr(py, e)),
         Ok(Err(panic)) | Err(panic) => Err(internal_error(py, panic)),
     }
@@ -148,7 +158,11 @@ fn values_dict<'py>(py: Python<'py>, v: &ValueStats) -> PyResult<Bound<'py, PyDi
     Ok(d)
 }
 
-fn pair_dict<'py>(py: Python<'py>, p: &PairStats, sample: Vec<f64>) -> PyResult<Bound<'py, PyDict>> {
+fn pair_dict<'py>(
+    py: Python<'py>,
+    p: &PairStats,
+    sample: Vec<f64>,
+) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("a", values_dict(py, &p.a)?)?;
     d.set_item("b", values_dict(py, &p.b)?)?;
@@ -322,8 +336,16 @@ fn pair_stats<'py>(
     }
     let opts = options(threads, sample_size);
     let job = Job::Pair(
-        Source { bytes: xa, dtype: da, file: None },
-        Source { bytes: xb, dtype: db, file: None },
+        Source {
+            bytes: xa,
+            dtype: da,
+            file: None,
+        },
+        Source {
+            bytes: xb,
+            dtype: db,
+            file: None,
+        },
     );
     let out = enter(py, None, |p| modelkin_core::stream::run(&[job], &opts, p))?;
     match out.into_iter().next() {

@@ -132,7 +132,7 @@ pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
         tensors.push(parse_entry(path, &name, &value, data_start, data_len)?);
     }
 
-    tensors.sort_by(|a, b| (a.offset, a.nbytes).cmp(&(b.offset, b.nbytes)));
+    tensors.sort_by_key(|t| (t.offset, t.nbytes));
     for pair in tensors.windows(2) {
         let (prev, next) = (&pair[0], &pair[1]);
         if prev.offset + prev.nbytes > next.offset && next.nbytes > 0 && prev.nbytes > 0 {

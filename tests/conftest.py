@@ -1,0 +1,39 @@
+"""Shared fixtures: small Llama-shaped checkpoints written with the official safetensors package."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from models import llama_state, noised, write_sharded, write_single
+
+
+@pytest.fixture(scope="session")
+def base_state() -> dict[str, np.ndarray]:
+    """A tiny Llama-shaped float32 state dict (treat as read-only)."""
+    return llama_state(seed=0)
+
+
+@pytest.fixture(scope="session")
+def noised_state(base_state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``base_state`` plus N(0, 1e-3²) noise in every tensor (treat as read-only)."""
+    return noised(base_state, 1e-3, seed=1)
+
+
+@pytest.fixture
+def base_file(tmp_path: Path, base_state: dict[str, np.ndarray]) -> Path:
+    """``base_state`` in one ``.safetensors`` file."""
+    return write_single(tmp_path / "base" / "model.safetensors", base_state, {"format": "pt"})
+
+
+@pytest.fixture
+def noised_file(tmp_path: Path, noised_state: dict[str, np.ndarray]) -> Path:
+    """``noised_state`` in one ``.safetensors`` file."""
+    return write_single(tmp_path / "noised" / "model.safetensors", noised_state, {"format": "pt"})
+
+
+@pytest.fixture
+def noised_sharded(tmp_path: Path, noised_state: dict[str, np.ndarray]) -> Path:
+    """``noised_state`` sharded into three files plus an index; the folder."""
+    return write_sharded(tmp_path / "noised-sharded", noised_state, n_shards=3, metadata={"format": "pt"})
