@@ -6,7 +6,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__: list[str]
+__all__ = [
+    "DTYPES",
+    "__version__",
+    "default_threads",
+    "diff",
+    "inspect",
+    "open_checkpoint",
+    "pair_stats",
+    "read_pair",
+]
+
 __version__: str
 DTYPES: list[str]
 
