@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors.numpy import save_file
-
 from modelkin.demo import DemoShape, llama_like
+from safetensors.numpy import save_file
 
 #: A Llama-shaped model of ~60k parameters (about 240 kB in float32).
 TINY = DemoShape(vocab=128, hidden=64, intermediate=96, layers=2, heads=4, kv_heads=2)
@@ -91,7 +90,9 @@ def write_index(folder: Path, index: dict[str, Any]) -> Path:
 # -- hand-built files ----------------------------------------------------------------------------------
 
 
-def raw_file(header: bytes | str | Mapping[str, Any], data: bytes = b"", header_len: int | None = None) -> bytes:
+def raw_file(
+    header: bytes | str | Mapping[str, Any], data: bytes = b"", header_len: int | None = None
+) -> bytes:
     """Safetensors bytes built by hand: 8-byte little-endian header length, header, data.
 
     ``header`` is a JSON-able mapping, or already-encoded text/bytes (for invalid JSON). ``header_len``

@@ -71,12 +71,22 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _no_color() -> bool:
+    return bool(os.environ.get("NO_COLOR"))
+
+
+class _Console(Console):
+    """A rich console that leaves a closed pipe to :func:`main`, so every format exits the same way."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError
+
+
 def _console(stream: Any) -> Console:
     # Off a terminal rich would wrap at 80 columns; tables piped to a file or a CI log read better wide.
     width = None if stream.isatty() or os.environ.get("COLUMNS") else 160
-    return Console(
-        file=stream, width=width, no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False
-    )
+    # NO_COLOR: plain text, no styles at all (bold included), for screen readers and logs alike.
+    return _Console(file=stream, width=width, highlight=False, color_system=None if _no_color() else "auto")
 
 
 def _print_inspect(res: InspectResult, out: Console) -> None:
@@ -151,7 +161,8 @@ def _print_diff(res: DiffResult, out: Console, top: int) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     out = _console(sys.stdout)
-    progress = not args.quiet and not args.json
+    # The bar redraws with cursor codes: none under NO_COLOR, none with --quiet or --json.
+    progress = not (args.quiet or args.json or _no_color())
     if args.command == "inspect":
         res_i = inspect(args.path, threads=args.threads, progress=progress)
         if args.json:

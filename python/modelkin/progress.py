@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Union
 
+from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
 __all__ = ["ProgressArg", "progress_callback"]
@@ -35,7 +36,7 @@ def progress_callback(progress: ProgressArg, label: str) -> Iterator[Callable[[i
         TransferSpeedColumn(),
         TimeRemainingColumn(),
         transient=True,
-        console=None,
+        console=Console(stderr=True),
         redirect_stdout=False,
         redirect_stderr=False,
     )

@@ -162,25 +162,50 @@ def histogram(
         return None
     finite = sample[np.isfinite(sample)]
     lo, hi = mean - HIST_WIDTH * std, mean + HIST_WIDTH * std
+    if not hi > lo:  # a spread below the resolution of the mean: nothing to draw
+        return None
     counts, edges = np.histogram(finite, bins=HIST_BINS, range=(lo, hi))
     below = int(np.count_nonzero(finite < lo))
     above = int(np.count_nonzero(finite > hi))
     return [float(e) for e in edges], [int(c) for c in counts], below, above
 
 
+#: Below this, 1 − cos and 1 − r are taken from the moments of d (exact when a ≈ b); above it,
+#: from Σab directly (exact when a and b differ a lot, e.g. ‖b‖ ≪ ‖a‖).
+_NEAR = 1e-3
+
+
+def _one_minus(direct: float, d2: float, gap_num: float, na: float, nb: float) -> float:
+    """1 − Σxy/(‖x‖‖y‖), choosing the formula that keeps its digits.
+
+    ``gap_num`` is ‖x‖² − ‖y‖² computed from d (−(2Σxd + Σd²)), so ‖x‖ − ‖y‖ = gap_num / (‖x‖ + ‖y‖)
+    without cancellation, and 1 − cos = (Σd² − (‖x‖ − ‖y‖)²) / (2‖x‖‖y‖).
+    """
+    if na == 0 or nb == 0 or not (math.isfinite(na) and math.isfinite(nb)):
+        return math.nan
+    if direct > _NEAR:
+        return direct
+    gap = gap_num / (na + nb)
+    return (d2 - gap * gap) / (2 * na * nb)
+
+
 @dataclass(frozen=True)
 class PairStats:
     """Statistics of a tensor pair (a, b) and of their difference d = b − a.
 
-    ``d`` and ``a_on_pair`` cover the positions where a and b are both finite; ``a`` and ``b`` describe
-    each side on its own.
+    ``a`` and ``b`` describe each side on its own; everything else covers the positions where a and b
+    are both finite (``n`` of them).
     """
 
     a: ValueStats
     b: ValueStats
     d: Moments
+    d_min: float
+    d_max: float
     a_on_pair: Moments
+    b_on_pair: Moments
     c_da: float
+    c_ab: float
     max_abs_d: float
     equal: int
     sample: npt.NDArray[np.float64]
@@ -188,13 +213,18 @@ class PairStats:
     @classmethod
     def from_raw(cls, raw: dict[str, Any]) -> PairStats:
         """Builds from the engine's dict."""
+        some = raw["d"]["n"] > 0
         return cls(
             a=ValueStats.from_raw(raw["a"]),
             b=ValueStats.from_raw(raw["b"]),
             d=Moments.from_raw(raw["d"]),
+            d_min=float(raw["d_min"]) if some else math.nan,
+            d_max=float(raw["d_max"]) if some else math.nan,
             a_on_pair=Moments.from_raw(raw["a_on_pair"]),
+            b_on_pair=Moments.from_raw(raw["b_on_pair"]),
             c_da=float(raw["c_da"]),
-            max_abs_d=float(raw["max_abs_d"]) if raw["d"]["n"] else math.nan,
+            c_ab=float(raw["c_ab"]),
+            max_abs_d=float(raw["max_abs_d"]) if some else math.nan,
             equal=int(raw["equal"]),
             sample=np.asarray(raw["sample"], dtype=np.float64),
         )
@@ -213,7 +243,7 @@ class PairStats:
     @property
     def sum_b(self) -> float:
         """Σb."""
-        return self.n * (self.a_on_pair.mean + self.d.mean)
+        return self.b_on_pair.sum
 
     @property
     def sum_a2(self) -> float:
@@ -221,33 +251,31 @@ class PairStats:
         return self.a_on_pair.sum_sq
 
     @property
+    def sum_b2(self) -> float:
+        """Σb²."""
+        return self.b_on_pair.sum_sq
+
+    @property
     def sum_d2(self) -> float:
         """Σd²."""
         return self.d.sum_sq
 
     @property
+    def sum_ab(self) -> float:
+        """Σab."""
+        return self.c_ab + self.n * self.a_on_pair.mean * self.b_on_pair.mean
+
+    @property
     def _sum_ad(self) -> float:
         return self.c_da + self.n * self.a_on_pair.mean * self.d.mean
-
-    @property
-    def sum_b2(self) -> float:
-        """Σb² (= Σa² + 2Σad + Σd²)."""
-        return max(self.sum_a2 + 2 * self._sum_ad + self.sum_d2, 0.0)
-
-    @property
-    def sum_ab(self) -> float:
-        """Σab (= Σa² + Σad)."""
-        return self.sum_a2 + self._sum_ad
 
     # -- similarity ------------------------------------------------------------------------------
     @property
     def one_minus_cosine(self) -> float:
-        """1 − cos(a, b), accurate when a ≈ b: (Σd² − (‖a‖−‖b‖)²) / (2‖a‖‖b‖)."""
+        """1 − cos(a, b), accurate both when a ≈ b and when they differ a lot."""
         na, nb = math.sqrt(self.sum_a2), math.sqrt(self.sum_b2)
-        if na == 0 or nb == 0:
-            return math.nan
-        gap = -(2 * self._sum_ad + self.sum_d2) / (na + nb)  # ‖a‖ − ‖b‖ without cancellation
-        return (self.sum_d2 - gap * gap) / (2 * na * nb)
+        direct = 1.0 - _div(self.sum_ab, na * nb)
+        return _one_minus(direct, self.sum_d2, -(2 * self._sum_ad + self.sum_d2), na, nb)
 
     @property
     def cosine(self) -> float:
@@ -255,21 +283,11 @@ class PairStats:
         return 1.0 - self.one_minus_cosine
 
     @property
-    def _centred(self) -> tuple[float, float, float, float]:
-        a2 = self.a_on_pair.m2
-        d2 = self.d.m2
-        b2 = max(a2 + d2 + 2 * self.c_da, 0.0)
-        return a2, b2, d2, self.c_da
-
-    @property
     def one_minus_pearson(self) -> float:
-        """1 − r(a, b), accurate when a ≈ b: (D − (√A − √B)²) / (2√(AB)) on centred sums."""
-        a2, b2, d2, c = self._centred
-        if a2 <= 0 or b2 <= 0:
-            return math.nan
-        sa, sb = math.sqrt(a2), math.sqrt(b2)
-        gap = -(2 * c + d2) / (sa + sb)
-        return (d2 - gap * gap) / (2 * sa * sb)
+        """1 − r(a, b), accurate both when a ≈ b and when they differ a lot."""
+        sa, sb = math.sqrt(self.a_on_pair.m2), math.sqrt(self.b_on_pair.m2)
+        direct = 1.0 - _div(self.c_ab, sa * sb)
+        return _one_minus(direct, self.d.m2, -(2 * self.c_da + self.d.m2), sa, sb)
 
     @property
     def pearson(self) -> float:
@@ -284,8 +302,7 @@ class PairStats:
     @property
     def corr_d_a(self) -> float:
         """Pearson correlation of d with a (≈ 0 for added noise, ≠ 0 for scaling or shrinkage)."""
-        a2, _, d2, c = self._centred
-        return _div(c, math.sqrt(d2 * a2))
+        return _div(self.c_da, math.sqrt(self.d.m2 * self.a_on_pair.m2))
 
     @property
     def equal_fraction(self) -> float:
@@ -307,6 +324,8 @@ class PairStats:
             "d_std": self.d.std,
             "d_skewness": self.d.skewness,
             "d_kurtosis": self.d.kurtosis,
+            "d_min": self.d_min,
+            "d_max": self.d_max,
             "max_abs_d": self.max_abs_d,
             "rel_change": self.rel_change,
             "cosine": self.cosine,

@@ -272,7 +272,13 @@ fn open_index(user_path: &Path, index: &Path) -> Result<Checkpoint> {
             ));
         };
         let rel = Path::new(shard);
-        if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+        let plain = rel
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+        if shard.is_empty()
+            || !plain
+            || !rel.components().any(|c| matches!(c, Component::Normal(_)))
+        {
             return Err(Error::index(
                 index,
                 format!("shard '{shard}' of tensor '{tensor}' is not a plain path inside the checkpoint folder"),

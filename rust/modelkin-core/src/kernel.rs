@@ -1,14 +1,19 @@
 //! The hot path: statistics of one block of decoded values (a few thousand elements, in cache).
 //!
 //! A block is summarised in two passes: sums, extremes and equal counts first, then central moment
-//! sums about the block means. Both passes keep [`LANES`] independent accumulators so the compiler
-//! can vectorise them; the x86-64 build carries an AVX2 copy chosen at run time, and both copies do
-//! the same operations in the same order, so they give the same numbers. Blocks holding NaN or
-//! infinities (detected from the sums) take a scalar path that leaves those elements out.
+//! sums about the block means. Both passes keep `L` independent `f64` accumulators (one SIMD
+//! register's worth) so the compiler vectorises them, and add them into block totals every [`SUB`]
+//! elements. x86-64 builds carry AVX-512 and AVX2 copies of the kernels, picked at run time; results
+//! do not depend on the thread count on a given machine.
+//!
+//! Blocks holding NaN or infinities (detected from the sums) take a scalar path that leaves those
+//! elements out. A block whose values are all equal gets that value as its exact mean, so constant
+//! tensors (and identical pairs) report a spread of exactly zero rather than rounding noise.
 
 use crate::moments::{CoMoment, Moments};
 
-const LANES: usize = 4;
+/// Elements per partial sum: lane accumulators are added into block totals this often.
+pub const SUB: usize = 256;
 
 /// Statistics of one tensor's values: moments of the finite values, extremes, non-finite counts.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -59,22 +64,47 @@ impl ValueStats {
 }
 
 /// Statistics of a pair of equal-length value sequences a, b and of their difference d = b − a.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+///
+/// Everything but `a`, `b` and `equal` covers the positions where a and b are both finite.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PairStats {
     /// Statistics of a alone.
     pub a: ValueStats,
     /// Statistics of b alone.
     pub b: ValueStats,
-    /// Moments of d over the positions where a and b are both finite.
+    /// Moments of d.
     pub d: Moments,
-    /// Moments of a over those same positions.
+    /// Smallest d (+∞ when there is none).
+    pub d_min: f64,
+    /// Largest d (−∞ when there is none).
+    pub d_max: f64,
+    /// Moments of a.
     pub a_on_pair: Moments,
-    /// Co-moment of (d, a) over those positions.
+    /// Moments of b.
+    pub b_on_pair: Moments,
+    /// Co-moment of (d, a).
     pub da: CoMoment,
-    /// Largest |d| over those positions.
-    pub max_abs_d: f64,
-    /// Positions where a and b decode to bit-identical values.
+    /// Co-moment of (a, b).
+    pub ab: CoMoment,
+    /// Positions where a and b decode to bit-identical values (over all positions).
     pub equal: u64,
+}
+
+impl Default for PairStats {
+    fn default() -> Self {
+        PairStats {
+            a: ValueStats::default(),
+            b: ValueStats::default(),
+            d: Moments::default(),
+            d_min: f64::INFINITY,
+            d_max: f64::NEG_INFINITY,
+            a_on_pair: Moments::default(),
+            b_on_pair: Moments::default(),
+            da: CoMoment::default(),
+            ab: CoMoment::default(),
+            equal: 0,
+        }
+    }
 }
 
 impl PairStats {
@@ -84,98 +114,132 @@ impl PairStats {
             a: self.a.merge(&o.a),
             b: self.b.merge(&o.b),
             d: self.d.merge(&o.d),
+            d_min: self.d_min.min(o.d_min),
+            d_max: self.d_max.max(o.d_max),
             a_on_pair: self.a_on_pair.merge(&o.a_on_pair),
+            b_on_pair: self.b_on_pair.merge(&o.b_on_pair),
             da: self.da.merge(&o.da),
-            max_abs_d: self.max_abs_d.max(o.max_abs_d),
+            ab: self.ab.merge(&o.ab),
             equal: self.equal + o.equal,
+        }
+    }
+
+    /// Largest |d| (0 when there is no finite pair).
+    pub fn max_abs_d(&self) -> f64 {
+        if self.d.n == 0 {
+            0.0
+        } else {
+            self.d_min.abs().max(self.d_max.abs())
         }
     }
 }
 
+/// Adds lane partial sums into totals, in a fixed order.
 #[inline(always)]
-fn hsum(v: [f64; LANES]) -> f64 {
-    (v[0] + v[1]) + (v[2] + v[3])
+fn flush<const L: usize, const K: usize>(totals: &mut [f64; K], lanes: &mut [[f64; L]; K]) {
+    for (t, lane) in totals.iter_mut().zip(lanes.iter_mut()) {
+        *t += lane.iter().sum::<f64>();
+        *lane = [0.0; L];
+    }
 }
 
 #[inline(always)]
-fn hmin(v: [f64; LANES]) -> f64 {
+fn lane_min<const L: usize>(v: &[f64; L]) -> f64 {
     v.iter()
         .fold(f64::INFINITY, |m, &x| if x < m { x } else { m })
 }
 
 #[inline(always)]
-fn hmax(v: [f64; LANES]) -> f64 {
+fn lane_max<const L: usize>(v: &[f64; L]) -> f64 {
     v.iter()
         .fold(f64::NEG_INFINITY, |m, &x| if x > m { x } else { m })
 }
 
-/// Central sums (Σ(x−m)², Σ(x−m)³, Σ(x−m)⁴) about `m`, lane-parallel.
+/// One step of a [`sweep`]: an element pair (lane, a, b), or the end of a sub-block.
+enum Step {
+    Elem(usize, f64, f64),
+    Flush,
+}
+
+/// Calls `f(Step::Elem(lane, a[i], b[i]))` for every position, `L` lanes at a time, in sub-blocks of
+/// [`SUB`] elements, and `f(Step::Flush)` after each sub-block. Whole lanes come from `as_chunks`,
+/// so the loop has no bounds checks; callers pass `#[inline(always)]` closures so it vectorises.
 #[inline(always)]
-fn central(xs: &[f64], m: f64) -> (f64, f64, f64) {
-    let (mut s2, mut s3, mut s4) = ([0.0; LANES], [0.0; LANES], [0.0; LANES]);
-    let chunks = xs.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for i in 0..LANES {
-            let e = c[i] - m;
-            let e2 = e * e;
-            s2[i] += e2;
-            s3[i] += e2 * e;
-            s4[i] += e2 * e2;
+fn sweep<const L: usize>(a: &[f64], b: &[f64], mut f: impl FnMut(Step)) {
+    let n = a.len().min(b.len());
+    let mut start = 0;
+    while start < n {
+        let end = (start + SUB).min(n);
+        let (ca, ra) = a[start..end].as_chunks::<L>();
+        let (cb, rb) = b[start..end].as_chunks::<L>();
+        for (x, y) in ca.iter().zip(cb) {
+            for l in 0..L {
+                f(Step::Elem(l, x[l], y[l]));
+            }
         }
+        for (l, (&x, &y)) in ra.iter().zip(rb).enumerate() {
+            f(Step::Elem(l, x, y));
+        }
+        f(Step::Flush);
+        start = end;
     }
-    for (i, &x) in rest.iter().enumerate() {
-        let e = x - m;
-        let e2 = e * e;
-        s2[i] += e2;
-        s3[i] += e2 * e;
-        s4[i] += e2 * e2;
-    }
-    (hsum(s2), hsum(s3), hsum(s4))
 }
 
 #[inline(always)]
-fn single_generic(x: &[f64]) -> ValueStats {
+fn single_generic<const L: usize>(x: &[f64]) -> ValueStats {
     let n = x.len();
     if n == 0 {
         return ValueStats::default();
     }
-    let (mut s, mut lo, mut hi) = (
-        [0.0; LANES],
-        [f64::INFINITY; LANES],
-        [f64::NEG_INFINITY; LANES],
+    let (mut lo, mut hi) = ([f64::INFINITY; L], [f64::NEG_INFINITY; L]);
+    let mut sums = [[0.0; L]; 1];
+    let mut total = [0.0; 1];
+    sweep::<L>(
+        x,
+        x,
+        #[inline(always)]
+        |step| match step {
+            Step::Elem(l, v, _) => {
+                sums[0][l] += v;
+                lo[l] = if v < lo[l] { v } else { lo[l] };
+                hi[l] = if v > hi[l] { v } else { hi[l] };
+            }
+            Step::Flush => flush(&mut total, &mut sums),
+        },
     );
-    let chunks = x.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for i in 0..LANES {
-            s[i] += c[i];
-            lo[i] = if c[i] < lo[i] { c[i] } else { lo[i] };
-            hi[i] = if c[i] > hi[i] { c[i] } else { hi[i] };
-        }
-    }
-    for (i, &v) in rest.iter().enumerate() {
-        s[i] += v;
-        lo[i] = if v < lo[i] { v } else { lo[i] };
-        hi[i] = if v > hi[i] { v } else { hi[i] };
-    }
-    let total = hsum(s);
-    if !total.is_finite() {
+    if !total[0].is_finite() {
         return single_masked(x);
     }
-    let mean = total / n as f64;
-    let (m2, m3, m4) = central(x, mean);
+    let (min, max) = (lane_min(&lo), lane_max(&hi));
+    let mean = if min == max { min } else { total[0] / n as f64 };
+    let mut acc = [[0.0; L]; 3];
+    let mut c = [0.0; 3];
+    sweep::<L>(
+        x,
+        x,
+        #[inline(always)]
+        |step| match step {
+            Step::Elem(l, v, _) => {
+                let e = v - mean;
+                let e2 = e * e;
+                acc[0][l] += e2;
+                acc[1][l] += e2 * e;
+                acc[2][l] += e2 * e2;
+            }
+            Step::Flush => flush(&mut c, &mut acc),
+        },
+    );
     ValueStats {
         count: n as u64,
         moments: Moments {
             n: n as u64,
             mean,
-            m2,
-            m3,
-            m4,
+            m2: c[0],
+            m3: c[1],
+            m4: c[2],
         },
-        min: hmin(lo),
-        max: hmax(hi),
+        min,
+        max,
         ..ValueStats::default()
     }
 }
@@ -211,7 +275,16 @@ fn moments_robust(v: &[f64]) -> Moments {
         return Moments::default();
     }
     let n = v.len() as f64;
-    let mean = v.iter().map(|&x| x * 0.5f64.powi(16)).sum::<f64>() / n * 2f64.powi(16);
+    let (lo, hi) = v
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &x| {
+            (l.min(x), h.max(x))
+        });
+    let mean = if lo == hi {
+        lo
+    } else {
+        v.iter().map(|&x| x * 0.5f64.powi(16)).sum::<f64>() / n * 2f64.powi(16)
+    };
     let (mut m2, mut m3, mut m4) = (0.0, 0.0, 0.0);
     for &x in v {
         let e = x - mean;
@@ -230,195 +303,203 @@ fn moments_robust(v: &[f64]) -> Moments {
 }
 
 #[inline(always)]
-fn pair_generic(a: &[f64], b: &[f64]) -> PairStats {
+fn pair_generic<const L: usize>(a: &[f64], b: &[f64]) -> PairStats {
     debug_assert_eq!(a.len(), b.len());
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     if n == 0 {
         return PairStats::default();
     }
-    let (mut sa, mut sb, mut sd) = ([0.0; LANES], [0.0; LANES], [0.0; LANES]);
-    let (mut loa, mut hia) = ([f64::INFINITY; LANES], [f64::NEG_INFINITY; LANES]);
-    let (mut lob, mut hib) = ([f64::INFINITY; LANES], [f64::NEG_INFINITY; LANES]);
-    let mut maxd = [0.0f64; LANES];
-    let mut eq = [0u64; LANES];
-    let ca = a.chunks_exact(LANES);
-    let cb = b.chunks_exact(LANES);
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    let mut step = |i: usize, x: f64, y: f64| {
-        let d = y - x;
-        sa[i] += x;
-        sb[i] += y;
-        sd[i] += d;
-        loa[i] = if x < loa[i] { x } else { loa[i] };
-        hia[i] = if x > hia[i] { x } else { hia[i] };
-        lob[i] = if y < lob[i] { y } else { lob[i] };
-        hib[i] = if y > hib[i] { y } else { hib[i] };
-        let ad = d.abs();
-        maxd[i] = if ad > maxd[i] { ad } else { maxd[i] };
-        eq[i] += (x.to_bits() == y.to_bits()) as u64;
-    };
-    for (x, y) in ca.zip(cb) {
-        for i in 0..LANES {
-            step(i, x[i], y[i]);
-        }
-    }
-    for (i, (&x, &y)) in ra.iter().zip(rb).enumerate() {
-        step(i, x, y);
-    }
-    let (ta, tb, td) = (hsum(sa), hsum(sb), hsum(sd));
+    let (mut loa, mut hia) = ([f64::INFINITY; L], [f64::NEG_INFINITY; L]);
+    let (mut lob, mut hib) = ([f64::INFINITY; L], [f64::NEG_INFINITY; L]);
+    let (mut lod, mut hid) = ([f64::INFINITY; L], [f64::NEG_INFINITY; L]);
+    let mut eq = [0u64; L];
+    let mut sums = [[0.0; L]; 3];
+    let mut tot = [0.0; 3];
+    sweep::<L>(
+        a,
+        b,
+        #[inline(always)]
+        |step| match step {
+            Step::Elem(l, x, y) => {
+                let d = y - x;
+                sums[0][l] += x;
+                sums[1][l] += y;
+                sums[2][l] += d;
+                loa[l] = if x < loa[l] { x } else { loa[l] };
+                hia[l] = if x > hia[l] { x } else { hia[l] };
+                lob[l] = if y < lob[l] { y } else { lob[l] };
+                hib[l] = if y > hib[l] { y } else { hib[l] };
+                lod[l] = if d < lod[l] { d } else { lod[l] };
+                hid[l] = if d > hid[l] { d } else { hid[l] };
+                eq[l] += (x.to_bits() == y.to_bits()) as u64;
+            }
+            Step::Flush => flush(&mut tot, &mut sums),
+        },
+    );
     // A finite sum proves every term finite (a NaN or ±∞ term cannot cancel out).
-    if !(ta.is_finite() && tb.is_finite() && td.is_finite()) {
+    if !tot.iter().all(|t| t.is_finite()) {
         return pair_masked(a, b);
     }
     let nf = n as f64;
-    let (ma, mb, md) = (ta / nf, tb / nf, td / nf);
-    let mut acc = [[0.0f64; LANES]; 10];
-    let mut step2 = |i: usize, x: f64, y: f64| {
-        let ea = x - ma;
-        let eb = y - mb;
-        let ed = (y - x) - md;
-        let (ea2, eb2, ed2) = (ea * ea, eb * eb, ed * ed);
-        acc[0][i] += ea2;
-        acc[1][i] += ea2 * ea;
-        acc[2][i] += ea2 * ea2;
-        acc[3][i] += eb2;
-        acc[4][i] += eb2 * eb;
-        acc[5][i] += eb2 * eb2;
-        acc[6][i] += ed2;
-        acc[7][i] += ed2 * ed;
-        acc[8][i] += ed2 * ed2;
-        acc[9][i] += ed * ea;
-    };
-    let ca = a.chunks_exact(LANES);
-    let cb = b.chunks_exact(LANES);
-    for (x, y) in ca.zip(cb) {
-        for i in 0..LANES {
-            step2(i, x[i], y[i]);
-        }
-    }
-    for (i, (&x, &y)) in ra.iter().zip(rb).enumerate() {
-        step2(i, x, y);
-    }
-    let s = acc.map(hsum);
+    let (mina, maxa) = (lane_min(&loa), lane_max(&hia));
+    let (minb, maxb) = (lane_min(&lob), lane_max(&hib));
+    let (mind, maxd) = (lane_min(&lod), lane_max(&hid));
+    let exact = |lo: f64, hi: f64, sum: f64| if lo == hi { lo } else { sum / nf };
+    let (ma, mb, md) = (
+        exact(mina, maxa, tot[0]),
+        exact(minb, maxb, tot[1]),
+        exact(mind, maxd, tot[2]),
+    );
+    let mut acc = [[0.0; L]; 11];
+    let mut c = [0.0; 11];
+    sweep::<L>(
+        a,
+        b,
+        #[inline(always)]
+        |step| match step {
+            Step::Elem(l, x, y) => {
+                let ea = x - ma;
+                let eb = y - mb;
+                let ed = (y - x) - md;
+                let (ea2, eb2, ed2) = (ea * ea, eb * eb, ed * ed);
+                acc[0][l] += ea2;
+                acc[1][l] += ea2 * ea;
+                acc[2][l] += ea2 * ea2;
+                acc[3][l] += eb2;
+                acc[4][l] += eb2 * eb;
+                acc[5][l] += eb2 * eb2;
+                acc[6][l] += ed2;
+                acc[7][l] += ed2 * ed;
+                acc[8][l] += ed2 * ed2;
+                acc[9][l] += ed * ea;
+                acc[10][l] += ea * eb;
+            }
+            Step::Flush => flush(&mut c, &mut acc),
+        },
+    );
     let n64 = n as u64;
-    let am = Moments {
+    let moments = |mean: f64, k: usize| Moments {
         n: n64,
-        mean: ma,
-        m2: s[0],
-        m3: s[1],
-        m4: s[2],
+        mean,
+        m2: c[k],
+        m3: c[k + 1],
+        m4: c[k + 2],
     };
-    let stats = |m: Moments, lo: [f64; LANES], hi: [f64; LANES]| ValueStats {
+    let (am, bm) = (moments(ma, 0), moments(mb, 3));
+    let stats = |m: Moments, min: f64, max: f64| ValueStats {
         count: n64,
         moments: m,
-        min: hmin(lo),
-        max: hmax(hi),
+        min,
+        max,
         ..ValueStats::default()
     };
     PairStats {
-        a: stats(am, loa, hia),
-        b: stats(
-            Moments {
-                n: n64,
-                mean: mb,
-                m2: s[3],
-                m3: s[4],
-                m4: s[5],
-            },
-            lob,
-            hib,
-        ),
-        d: Moments {
-            n: n64,
-            mean: md,
-            m2: s[6],
-            m3: s[7],
-            m4: s[8],
-        },
+        a: stats(am, mina, maxa),
+        b: stats(bm, minb, maxb),
+        d: moments(md, 6),
+        d_min: mind,
+        d_max: maxd,
         a_on_pair: am,
+        b_on_pair: bm,
         da: CoMoment {
             n: n64,
             mean_x: md,
             mean_y: ma,
-            c: s[9],
+            c: c[9],
         },
-        max_abs_d: hmax(maxd),
-        equal: hsum_u(eq),
+        ab: CoMoment {
+            n: n64,
+            mean_x: ma,
+            mean_y: mb,
+            c: c[10],
+        },
+        equal: eq.iter().sum(),
     }
-}
-
-#[inline(always)]
-fn hsum_u(v: [u64; LANES]) -> u64 {
-    v.iter().sum()
 }
 
 /// The scalar path for pair blocks holding non-finite values.
 fn pair_masked(a: &[f64], b: &[f64]) -> PairStats {
-    let mut both_a = Vec::new();
-    let mut both_d = Vec::new();
+    let (mut fa, mut fb, mut fd) = (Vec::new(), Vec::new(), Vec::new());
     let mut equal = 0u64;
     for (&x, &y) in a.iter().zip(b) {
         equal += (x.to_bits() == y.to_bits()) as u64;
         if x.is_finite() && y.is_finite() {
-            both_a.push(x);
-            both_d.push(y - x);
+            fa.push(x);
+            fb.push(y);
+            fd.push(y - x);
         }
     }
-    let a_on_pair = moments_robust(&both_a);
-    let d = moments_robust(&both_d);
-    let c = both_d
-        .iter()
-        .zip(&both_a)
-        .map(|(&dd, &aa)| (dd - d.mean) * (aa - a_on_pair.mean))
-        .sum();
+    let (am, bm, dm) = (
+        moments_robust(&fa),
+        moments_robust(&fb),
+        moments_robust(&fd),
+    );
+    let co = |x: &[f64], mx: f64, y: &[f64], my: f64| -> f64 {
+        x.iter().zip(y).map(|(&u, &v)| (u - mx) * (v - my)).sum()
+    };
     PairStats {
         a: single_masked(a),
         b: single_masked(b),
-        d,
-        a_on_pair,
+        d: dm,
+        d_min: fd.iter().copied().fold(f64::INFINITY, f64::min),
+        d_max: fd.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        a_on_pair: am,
+        b_on_pair: bm,
         da: CoMoment {
-            n: d.n,
-            mean_x: d.mean,
-            mean_y: a_on_pair.mean,
-            c,
+            n: dm.n,
+            mean_x: dm.mean,
+            mean_y: am.mean,
+            c: co(&fd, dm.mean, &fa, am.mean),
         },
-        max_abs_d: both_d.iter().fold(0.0, |m, v| m.max(v.abs())),
+        ab: CoMoment {
+            n: dm.n,
+            mean_x: am.mean,
+            mean_y: bm.mean,
+            c: co(&fa, am.mean, &fb, bm.mean),
+        },
         equal,
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn pair_avx2(a: &[f64], b: &[f64]) -> PairStats {
-    pair_generic(a, b)
+/// Defines a public kernel that dispatches at run time to AVX-512, AVX2 or portable copies of a
+/// generic function, each with the lane count that fills one register.
+macro_rules! dispatch {
+    ($(#[$doc:meta])* $name:ident, $generic:ident, ($($arg:ident: $aty:ty),*) -> $ret:ty) => {
+        $(#[$doc])*
+        pub fn $name($($arg: $aty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn wide512($($arg: $aty),*) -> $ret {
+                    $generic::<8>($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                fn wide256($($arg: $aty),*) -> $ret {
+                    $generic::<4>($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F, checked just above.
+                    return unsafe { wide512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2, checked just above.
+                    return unsafe { wide256($($arg),*) };
+                }
+            }
+            $generic::<2>($($arg),*)
+        }
+    };
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn single_avx2(x: &[f64]) -> ValueStats {
-    single_generic(x)
-}
-
-/// Statistics of one block of a tensor pair (`a` and `b` of equal length).
-pub fn pair_block(a: &[f64], b: &[f64]) -> PairStats {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, checked just above.
-        return unsafe { pair_avx2(a, b) };
-    }
-    pair_generic(a, b)
-}
-
-/// Statistics of one block of a single tensor.
-pub fn single_block(x: &[f64]) -> ValueStats {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, checked just above.
-        return unsafe { single_avx2(x) };
-    }
-    single_generic(x)
-}
+dispatch!(
+    /// Statistics of one block of a tensor pair (`a` and `b` of equal length).
+    pair_block, pair_generic, (a: &[f64], b: &[f64]) -> PairStats
+);
+dispatch!(
+    /// Statistics of one block of a single tensor.
+    single_block, single_generic, (x: &[f64]) -> ValueStats
+);
 
 #[cfg(test)]
 mod tests {
@@ -444,7 +525,7 @@ mod tests {
             p.equal,
             a.iter().zip(&b).filter(|(x, y)| x == y).count() as u64
         );
-        assert_eq!(p, pair_generic(&a, &b));
+        assert_eq!(p.equal, pair_generic::<2>(&a, &b).equal);
     }
 
     #[test]
@@ -455,8 +536,28 @@ mod tests {
         assert_eq!((p.a.nan, p.a.pos_inf, p.b.neg_inf), (1, 1, 1));
         assert_eq!(p.d.n, 2);
         assert_eq!(p.a.moments.n, 3);
-        assert_eq!(p.max_abs_d, 1.0);
+        assert_eq!(p.max_abs_d(), 1.0);
         assert_eq!((p.a.min, p.a.max), (1.0, 5.0));
+    }
+
+    #[test]
+    fn constant_blocks_have_zero_spread() {
+        let a: Vec<f64> = (0..5000).map(|i| i as f64 * 0.37).collect();
+        let b: Vec<f64> = a.iter().map(|x| x + 0.1).collect();
+        let s = single_block(&vec![0.1; 4097]);
+        assert_eq!(
+            (s.moments.mean, s.moments.m2, s.moments.m4),
+            (0.1, 0.0, 0.0)
+        );
+        let c = vec![0.3f64; 300];
+        let p = pair_block(&c, &c);
+        assert_eq!(
+            (p.d.m2, p.a.moments.m2, p.d_min, p.d_max),
+            (0.0, 0.0, 0.0, 0.0)
+        );
+        // Not constant after rounding: d varies in its last bits, and says so honestly.
+        let p = pair_block(&a, &b);
+        assert!(p.d.m2 >= 0.0 && p.d_max > p.d_min);
     }
 
     #[test]

@@ -217,21 +217,29 @@ fn plan(jobs: &[Job], chunk: u64) -> Vec<Item> {
     items
 }
 
-fn run_item(job: &Job, item: &Item, sample_size: usize) -> Summary {
-    let mut xa = vec![0.0f64; BLOCK];
-    let mut xb = vec![0.0f64; BLOCK];
+/// Per-worker scratch space: one block of decoded values per side.
+struct Scratch([Vec<f64>; 2]);
+
+impl Scratch {
+    fn new() -> Scratch {
+        Scratch([vec![0.0; BLOCK], vec![0.0; BLOCK]])
+    }
+}
+
+fn run_item(job: &Job, item: &Item, sample_size: usize, scratch: &mut Scratch) -> Summary {
     let end = item.start + item.len;
+    let blocks = (item.start..end)
+        .step_by(BLOCK)
+        .map(|pos| (pos, (BLOCK as u64).min(end - pos)));
+    let [wa, wb] = &mut scratch.0;
     match job {
         Job::Single(x) => {
             x.prefault(item.start, item.len);
             let mut acc = ValueStats::default();
-            let mut pos = item.start;
-            while pos < end {
-                let n = (BLOCK as u64).min(end - pos);
-                let buf = &mut xa[..n as usize];
+            for (pos, n) in blocks {
+                let buf = &mut wa[..n as usize];
                 decode_into(x.dtype, x.range(pos, n), buf);
                 acc = acc.merge(&single_block(buf));
-                pos += n;
             }
             x.release(item.start, item.len);
             Summary::Single(acc)
@@ -242,23 +250,20 @@ fn run_item(job: &Job, item: &Item, sample_size: usize) -> Summary {
             let sampler = Sampler::new(a.numel(), sample_size);
             let mut acc = PairStats::default();
             let mut sample = Vec::new();
-            let mut pos = item.start;
-            while pos < end {
-                let n = (BLOCK as u64).min(end - pos);
-                let (ba, bb) = (&mut xa[..n as usize], &mut xb[..n as usize]);
-                decode_into(a.dtype, a.range(pos, n), ba);
-                decode_into(b.dtype, b.range(pos, n), bb);
-                acc = acc.merge(&pair_block(ba, bb));
+            for (pos, n) in blocks {
+                let (xa, xb) = (&mut wa[..n as usize], &mut wb[..n as usize]);
+                decode_into(a.dtype, a.range(pos, n), xa);
+                decode_into(b.dtype, b.range(pos, n), xb);
                 for p in sampler.positions(pos, pos + n) {
                     let i = (p - pos) as usize;
-                    let (x, y) = (ba[i], bb[i]);
+                    let (x, y) = (xa[i], xb[i]);
                     sample.push(if x.is_finite() && y.is_finite() {
                         y - x
                     } else {
                         f64::NAN
                     });
                 }
-                pos += n;
+                acc = acc.merge(&pair_block(xa, xb));
             }
             a.release(item.start, item.len);
             b.release(item.start, item.len);
@@ -303,12 +308,12 @@ pub fn run(jobs: &[Job], opts: &Options, progress: &Progress) -> Result<Vec<Summ
     let partials: Vec<Summary> = pool(threads)?.install(|| {
         items
             .par_iter()
-            .map(|item| {
+            .map_init(Scratch::new, |scratch, item| {
                 if progress.cancel.load(Ordering::Relaxed) {
                     return Err(Error::Cancelled);
                 }
                 let job = &jobs[item.job];
-                let out = run_item(job, item, opts.sample_size);
+                let out = run_item(job, item, opts.sample_size, scratch);
                 let per = job.bytes() / job.numel().max(1);
                 progress.done.fetch_add(per * item.len, Ordering::Relaxed);
                 Ok(out)

@@ -36,11 +36,15 @@ fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
         Error::InvalidIndex { .. } => "InvalidIndexError",
         Error::MissingShard { .. } => "MissingShardError",
     };
-    match py
-        .import("modelkin.errors")
-        .and_then(|m| m.getattr(class))
-        .and_then(|c| c.call1((msg,)))
-    {
+    let class = py.import("modelkin.errors").and_then(|m| m.getattr(class));
+    let made = match &e {
+        // Also a FileNotFoundError: give it the errno and file name OSError carries.
+        Error::MissingShard { path, .. } => {
+            class.and_then(|c| c.call1((2, msg, path.display().to_string())))
+        }
+        _ => class.and_then(|c| c.call1((msg,))),
+    };
+    match made {
         Ok(exc) => PyErr::from_value(exc),
         Err(err) => err,
     }
@@ -168,8 +172,12 @@ fn pair_dict<'py>(
     d.set_item("b", values_dict(py, &p.b)?)?;
     d.set_item("d", moments_dict(py, &p.d)?)?;
     d.set_item("a_on_pair", moments_dict(py, &p.a_on_pair)?)?;
+    d.set_item("b_on_pair", moments_dict(py, &p.b_on_pair)?)?;
     d.set_item("c_da", p.da.c)?;
-    d.set_item("max_abs_d", p.max_abs_d)?;
+    d.set_item("c_ab", p.ab.c)?;
+    d.set_item("d_min", p.d_min)?;
+    d.set_item("d_max", p.d_max)?;
+    d.set_item("max_abs_d", p.max_abs_d())?;
     d.set_item("equal", p.equal)?;
     d.set_item("sample", PyArray1::from_vec(py, sample))?;
     Ok(d)

@@ -133,14 +133,21 @@ pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
     }
 
     tensors.sort_by_key(|t| (t.offset, t.nbytes));
-    for pair in tensors.windows(2) {
-        let (prev, next) = (&pair[0], &pair[1]);
-        if prev.offset + prev.nbytes > next.offset && next.nbytes > 0 && prev.nbytes > 0 {
-            return Err(Error::tensor(
-                path,
-                &next.name,
-                format!("data overlaps tensor '{}'", prev.name),
-            ));
+    // Compare each tensor with the furthest-reaching one before it, not just its neighbour: an empty
+    // tensor in between must not hide an overlap.
+    let mut reach: Option<&TensorInfo> = None;
+    for t in tensors.iter().filter(|t| t.nbytes > 0) {
+        if let Some(prev) = reach {
+            if prev.offset + prev.nbytes > t.offset {
+                return Err(Error::tensor(
+                    path,
+                    &t.name,
+                    format!("data overlaps tensor '{}'", prev.name),
+                ));
+            }
+        }
+        if reach.is_none_or(|p| t.offset + t.nbytes > p.offset + p.nbytes) {
+            reach = Some(t);
         }
     }
     Ok(Header {
@@ -259,7 +266,7 @@ pub fn serialize(
         offset = end;
     }
     let mut json = Value::Object(header).to_string().into_bytes();
-    while json.len() % 8 != 0 {
+    while !json.len().is_multiple_of(8) {
         json.push(b' ');
     }
     let mut out = Vec::with_capacity(8 + json.len() + offset as usize);
@@ -326,6 +333,15 @@ mod tests {
         b.extend_from_slice(json);
         b.extend_from_slice(&[0; 6]);
         assert!(err(&b).contains("overlaps"));
+    }
+
+    #[test]
+    fn an_empty_tensor_does_not_hide_an_overlap() {
+        let json = br#"{"a":{"dtype":"U8","shape":[8],"data_offsets":[0,8]},"e":{"dtype":"U8","shape":[0],"data_offsets":[2,2]},"b":{"dtype":"U8","shape":[4],"data_offsets":[4,8]}}"#;
+        let mut b = (json.len() as u64).to_le_bytes().to_vec();
+        b.extend_from_slice(json);
+        b.extend_from_slice(&[0; 8]);
+        assert!(err(&b).contains("overlaps tensor 'a'"));
     }
 
     #[test]
