@@ -4,9 +4,10 @@ Stream two checkpoints once, tensor by tensor, in constant memory on all cores, 
 they differ::
 
     import modelkin
-    result = modelkin.diff("base/", "suspect/")
-    print(result.totals()["d_std"])          # σ of b − a over the whole model
-    rows = result.records()                  # one flat dict per tensor pair (pandas-friendly)
+    result = modelkin.compare("base/", "suspect/")
+    print(result.verdict.sentence)           # e.g. "B is a copy of A with Gaussian noise added (σ = …)"
+    d = modelkin.diff("base/", "suspect/")   # the raw tensor-by-tensor comparison, matched by name
+    rows = d.records()                       # one flat dict per tensor pair (pandas-friendly)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from . import errors
 from ._modelkin import __version__
 from .checkpoint import CheckpointInfo, TensorInfo, open
+from .compare import CompareResult, compare
 from .diff import SCHEMA, DiffResult, InspectResult, TensorDiff, TensorSummary, diff, inspect, pair_stats
 from .errors import (
     InvalidCheckpointError,
@@ -28,6 +30,7 @@ from .stats import Moments, PairStats, ValueStats
 __all__ = [
     "SCHEMA",
     "CheckpointInfo",
+    "CompareResult",
     "DiffResult",
     "InspectResult",
     "InvalidCheckpointError",
@@ -43,6 +46,7 @@ __all__ = [
     "UnsupportedFormatError",
     "ValueStats",
     "__version__",
+    "compare",
     "diff",
     "errors",
     "inspect",

@@ -11,6 +11,7 @@ __all__ = [
     "__version__",
     "default_threads",
     "diff",
+    "diff_pairs",
     "inspect",
     "open_checkpoint",
     "pair_stats",
@@ -24,18 +25,31 @@ def open_checkpoint(path: str) -> dict[str, Any]:
     """Opens and validates a checkpoint; returns its files and tensor table (no data is read)."""
 
 def inspect(
-    path: str, threads: int | None = None, progress: Callable[[int, int], object] | None = None
+    path: str,
+    threads: int | None = None,
+    progress: Callable[[int, int], object] | None = None,
+    sample_size: int = 0,
 ) -> dict[str, Any]:
-    """Streams one checkpoint; returns its summary and per-tensor statistics."""
+    """Streams one checkpoint; returns its summary and per-tensor statistics and sampled values."""
 
 def diff(
     a: str,
     b: str,
     threads: int | None = None,
     progress: Callable[[int, int], object] | None = None,
-    sample_size: int = 8192,
+    sample_size: int = 4096,
 ) -> dict[str, Any]:
     """Streams two checkpoints once and compares same-named tensors."""
+
+def diff_pairs(
+    a: str,
+    b: str,
+    pairs: list[tuple[str, str, int | None]],
+    threads: int | None = None,
+    progress: Callable[[int, int], object] | None = None,
+    sample_size: int = 4096,
+) -> dict[str, Any]:
+    """Streams the listed (name in A, name in B, leading rows or None) pairs once and compares each."""
 
 def pair_stats(
     a: npt.NDArray[np.uint8],
@@ -43,7 +57,7 @@ def pair_stats(
     b: npt.NDArray[np.uint8],
     b_dtype: str,
     threads: int | None = None,
-    sample_size: int = 8192,
+    sample_size: int = 4096,
 ) -> dict[str, Any]:
     """Pair statistics of two equal-length byte buffers holding `a_dtype` and `b_dtype` elements."""
 

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
+from .compare import CompareResult, compare
 from .diff import DiffResult, InspectResult, diff, inspect
 from .errors import ModelkinError
 
@@ -63,6 +64,19 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--top", type=int, default=25, help="rows in the table, largest differences first (0 = all)"
     )
+    common(sp)
+
+    sp = sub.add_parser("compare", help="how B relates to A: a verdict with its evidence")
+    sp.add_argument("a", help="the reference checkpoint")
+    sp.add_argument("b", help="the checkpoint examined against it")
+    sp.add_argument(
+        "--fail-on",
+        choices=("derived", "copy"),
+        default=None,
+        help="exit 1 when B is derived from A (any kinship) or a copy of it "
+        "(identical, cast, quantized, noised or scaled)",
+    )
+    sp.add_argument("--top", type=int, default=15, help="evidence rows shown (0 = all)")
     common(sp)
 
     sp = sub.add_parser("demo", help="write a small model and a Llama3-V-style noised copy, and compare them")
@@ -159,6 +173,60 @@ def _print_diff(res: DiffResult, out: Console, top: int) -> None:
     out.print(f"{res.seconds:.2f} s on {res.threads} thread(s)")
 
 
+_COPIES = ("identical", "cast_copy", "quantized_copy", "noised_copy", "scaled_copy")
+
+
+def _print_compare(res: CompareResult, out: Console, top: int) -> None:
+    v = res.verdict
+    colour = "red" if v.related else "green"
+    out.print(f"[bold {colour}]Verdict:[/] {v.sentence}")
+    if v.related:
+        out.print(
+            f"confidence {v.confidence:.6f} (model-level log10 p = {v.log10_p:.1f}, Bonferroni over tensors)"
+        )
+    else:
+        out.print(f"strongest kinship signal: adjusted log10 p = {v.log10_p:.2f} (kin needs < −6)")
+    for note in v.notes:
+        out.print(f"note: {note}")
+    al = res.alignment
+    methods: dict[str, int] = {}
+    for p in al.pairs:
+        methods[p.method] = methods.get(p.method, 0) + 1
+    out.print(
+        f"\n[bold]Alignment[/]: {len(al.pairs)} pairs ({', '.join(f'{k} {n}' for k, n in methods.items())}), "
+        f"{al.renamed} renamed; {len(al.only_a)} only in A, {len(al.only_b)} only in B"
+    )
+    informative = [e for e in res.evidence if e.informative]
+    kinds: dict[str, int] = {}
+    for e in informative:
+        kinds[e.kind] = kinds.get(e.kind, 0) + 1
+    out.print(
+        f"[bold]Weights[/]: {len(informative)} learnt matrices tested; "
+        + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+    )
+    t = Table(show_edge=False, pad_edge=False)
+    for col in ("A", "B", "how", "kind", "log10 p", "σ(d)", "skew", "ex.kurt", "corr(d,a)", "1−cos"):
+        t.add_column(col, justify="left" if col in ("A", "B", "how", "kind") else "right")
+    rows = sorted(res.evidence, key=lambda e: (not e.informative, e.log10_p))
+    for e in rows if top <= 0 else rows[:top]:
+        s = e.stats
+        t.add_row(
+            e.pairing.a,
+            "=" if e.pairing.b == e.pairing.a else e.pairing.b,
+            e.pairing.method,
+            e.kind + ("" if e.informative else "*"),
+            _num(e.log10_p, ".1f"),
+            _num(s.d.std),
+            _num(s.d.skewness, ".2f"),
+            _num(s.d.kurtosis, ".2f"),
+            _num(s.corr_d_a, ".2f"),
+            _num(s.one_minus_cosine),
+        )
+    out.print(t)
+    out.print("* not counted towards the verdict (small, 1-D or fixed tensors)")
+    out.print(f"{res.diff.seconds:.2f} s on {res.diff.threads} thread(s)")
+
+
 def _run(args: argparse.Namespace) -> int:
     out = _console(sys.stdout)
     # The bar redraws with cursor codes: none under NO_COLOR, none with --quiet or --json.
@@ -170,6 +238,17 @@ def _run(args: argparse.Namespace) -> int:
         else:
             _print_inspect(res_i, out)
         return 0
+    if args.command == "compare":
+        res_c = compare(args.a, args.b, threads=args.threads, progress=progress)
+        if args.json:
+            print(json.dumps(res_c.to_dict(), indent=1))
+        else:
+            _print_compare(res_c, out, args.top)
+        relation = res_c.verdict.relation
+        failed = (args.fail_on == "derived" and res_c.verdict.related) or (
+            args.fail_on == "copy" and relation in _COPIES
+        )
+        return 1 if failed else 0
     if args.command == "diff":
         res = diff(args.a, args.b, threads=args.threads, progress=progress)
         if args.json:

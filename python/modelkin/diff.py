@@ -258,7 +258,7 @@ def diff(
     *,
     threads: int | None = None,
     progress: ProgressArg = None,
-    sample_size: int = 8192,
+    sample_size: int = 4096,
 ) -> DiffResult:
     """Compares checkpoint ``b`` against checkpoint ``a``, tensor by tensor, in one streaming pass.
 
@@ -330,7 +330,7 @@ def _as_bytes(x: Any, which: str) -> tuple[npt.NDArray[np.uint8], str]:
 
 
 def pair_stats(
-    x: npt.NDArray[Any], y: npt.NDArray[Any], *, threads: int | None = None, sample_size: int = 8192
+    x: npt.NDArray[Any], y: npt.NDArray[Any], *, threads: int | None = None, sample_size: int = 4096
 ) -> PairStats:
     """Statistics of two arrays and of their difference ``y − x``, read in place (zero-copy).
 

@@ -208,7 +208,8 @@ class PairStats:
     c_ab: float
     max_abs_d: float
     equal: int
-    sample: npt.NDArray[np.float64]
+    sample_a: npt.NDArray[np.float64]
+    sample_b: npt.NDArray[np.float64]
 
     @classmethod
     def from_raw(cls, raw: dict[str, Any]) -> PairStats:
@@ -226,8 +227,19 @@ class PairStats:
             c_ab=float(raw["c_ab"]),
             max_abs_d=float(raw["max_abs_d"]) if some else math.nan,
             equal=int(raw["equal"]),
-            sample=np.asarray(raw["sample"], dtype=np.float64),
+            sample_a=np.asarray(raw["sample_a"], dtype=np.float64),
+            sample_b=np.asarray(raw["sample_b"], dtype=np.float64),
         )
+
+    @property
+    def sample(self) -> npt.NDArray[np.float64]:
+        """b − a at the sampled positions (NaN where either is not finite).
+
+        The positions are pseudo-random, one per stratum of the tensor, and depend only on its size.
+        """
+        with np.errstate(invalid="ignore", over="ignore"):
+            d = self.sample_b - self.sample_a
+        return np.where(np.isfinite(self.sample_a) & np.isfinite(self.sample_b), d, np.nan)
 
     # -- raw sums over the positions where both are finite --------------------------------------
     @property

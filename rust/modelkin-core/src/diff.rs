@@ -1,12 +1,13 @@
-//! Comparing two checkpoints tensor by tensor (matched by name), and summarising one checkpoint.
+//! Comparing two checkpoints tensor by tensor (matched by name, or along an explicit list of
+//! pairs), and summarising one checkpoint.
 
 use crate::checkpoint::{Checkpoint, Tensor};
 use crate::dtype::DType;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::kernel::{PairStats, ValueStats};
 use crate::stream::{run, Job, Options, Progress, Source, Summary};
 
-/// A tensor and its statistics.
+/// A tensor, its statistics and its sampled values.
 #[derive(Debug, Clone)]
 pub struct TensorRecord {
     /// Tensor name.
@@ -17,14 +18,18 @@ pub struct TensorRecord {
     pub shape: Vec<u64>,
     /// Statistics of its values.
     pub stats: ValueStats,
+    /// Values at deterministic stratified positions that depend only on the element count.
+    pub sample: Vec<f64>,
 }
 
-/// Two same-named, same-shaped tensors and the statistics of their difference.
+/// Two tensors compared element by element, and the statistics of their difference.
 #[derive(Debug, Clone)]
 pub struct PairRecord {
-    /// Tensor name.
+    /// Tensor name in A.
     pub name: String,
-    /// Shape (the same on both sides).
+    /// Tensor name in B.
+    pub name_b: String,
+    /// Shape of the compared part (A's shape, or its leading rows).
     pub shape: Vec<u64>,
     /// Element type in A.
     pub dtype_a: DType,
@@ -32,8 +37,10 @@ pub struct PairRecord {
     pub dtype_b: DType,
     /// Statistics of a, b and d = b − a.
     pub stats: PairStats,
-    /// Differences at deterministic stratified positions (NaN where a or b is not finite).
-    pub sample: Vec<f64>,
+    /// Values of a at deterministic stratified positions.
+    pub sample_a: Vec<f64>,
+    /// Values of b at the same positions.
+    pub sample_b: Vec<f64>,
 }
 
 /// Same name, different shapes: listed with each side's own statistics.
@@ -60,6 +67,18 @@ pub struct DiffReport {
     pub total: PairStats,
 }
 
+/// One pair to compare: a tensor of A, a tensor of B, and optionally a number of leading rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairSpec {
+    /// Tensor name in A.
+    pub a: String,
+    /// Tensor name in B.
+    pub b: String,
+    /// Compare only the first `rows` rows (both tensors must have rows of equal length); `None`
+    /// compares the whole tensors, which must hold the same number of elements.
+    pub rows: Option<u64>,
+}
+
 fn source<'a>(ck: &'a Checkpoint, t: &'a Tensor) -> Source<'a> {
     Source {
         bytes: ck.data(t),
@@ -68,20 +87,41 @@ fn source<'a>(ck: &'a Checkpoint, t: &'a Tensor) -> Source<'a> {
     }
 }
 
-fn record(t: &Tensor, stats: ValueStats) -> TensorRecord {
+fn record(t: &Tensor, summary: Option<Summary>) -> TensorRecord {
+    let (stats, sample) = match summary {
+        Some(Summary::Single(v, s)) => (v, s),
+        _ => (ValueStats::default(), Vec::new()),
+    };
     TensorRecord {
         name: t.info.name.clone(),
         dtype: t.info.dtype,
         shape: t.info.shape.clone(),
         stats,
+        sample,
     }
 }
 
-fn single(s: Summary) -> ValueStats {
-    match s {
-        Summary::Single(v) => v,
-        Summary::Pair(p, _) => p.a,
+fn pair_record(ta: &Tensor, tb: &Tensor, shape: Vec<u64>, summary: Option<Summary>) -> PairRecord {
+    let (stats, sample_a, sample_b) = match summary {
+        Some(Summary::Pair(p, sa, sb)) => (p, sa, sb),
+        _ => (PairStats::default(), Vec::new(), Vec::new()),
+    };
+    PairRecord {
+        name: ta.info.name.clone(),
+        name_b: tb.info.name.clone(),
+        shape,
+        dtype_a: ta.info.dtype,
+        dtype_b: tb.info.dtype,
+        stats,
+        sample_a,
+        sample_b,
     }
+}
+
+fn total(pairs: &[PairRecord]) -> PairStats {
+    pairs
+        .iter()
+        .fold(PairStats::default(), |acc, p| acc.merge(&p.stats))
 }
 
 /// Streams both checkpoints once and compares every same-named tensor pair.
@@ -121,22 +161,9 @@ pub fn diff(
 
     let pairs: Vec<PairRecord> = pairs
         .iter()
-        .map(|(ta, tb)| {
-            let (stats, sample) = match results.next() {
-                Some(Summary::Pair(p, s)) => (p, s),
-                _ => unreachable!("one pair summary per pair job"),
-            };
-            PairRecord {
-                name: ta.info.name.clone(),
-                shape: ta.info.shape.clone(),
-                dtype_a: ta.info.dtype,
-                dtype_b: tb.info.dtype,
-                stats,
-                sample,
-            }
-        })
+        .map(|(ta, tb)| pair_record(ta, tb, ta.info.shape.clone(), results.next()))
         .collect();
-    let mut take = |t: &Tensor| record(t, results.next().map(single).unwrap_or_default());
+    let mut take = |t: &Tensor| record(t, results.next());
     let only_a = only_a.into_iter().map(&mut take).collect();
     let only_b = only_b.into_iter().map(&mut take).collect();
     let shape_mismatch = mismatched
@@ -146,19 +173,85 @@ pub fn diff(
             b: take(tb),
         })
         .collect();
-    let total = pairs
-        .iter()
-        .fold(PairStats::default(), |acc, p| acc.merge(&p.stats));
     Ok(DiffReport {
+        total: total(&pairs),
         pairs,
-        total,
         only_a,
         only_b,
         shape_mismatch,
     })
 }
 
-/// Streams one checkpoint and returns the statistics of every tensor.
+/// Streams the listed pairs once and compares each; returns the records in the order given and
+/// their merged statistics.
+pub fn diff_pairs<'a>(
+    a: &'a Checkpoint,
+    b: &'a Checkpoint,
+    specs: &[PairSpec],
+    opts: &Options,
+    progress: &Progress,
+) -> Result<(Vec<PairRecord>, PairStats)> {
+    let mut planned = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let (ta, tb) = (find(a, &spec.a)?, find(b, &spec.b)?);
+        let (sa, sb) = (source(a, ta), source(b, tb));
+        let (na, nb) = (ta.info.numel(), tb.info.numel());
+        let planned_pair = match spec.rows {
+            None if na == nb => (sa, sb, ta.info.shape.clone()),
+            None => {
+                return Err(Error::InvalidArgument(format!(
+                    "tensors '{}' ({na} elements) and '{}' ({nb} elements) differ in size",
+                    spec.a, spec.b
+                )))
+            }
+            Some(rows) => {
+                let (shape_a, shape_b) = (&ta.info.shape, &tb.info.shape);
+                let fits = |shape: &[u64]| shape.first().is_some_and(|&r| rows <= r);
+                if shape_a.len() < 2
+                    || shape_a[1..] != shape_b[1..]
+                    || !fits(shape_a)
+                    || !fits(shape_b)
+                {
+                    return Err(Error::InvalidArgument(format!(
+                        "cannot compare the first {rows} rows of '{}' {shape_a:?} and '{}' {shape_b:?}",
+                        spec.a, spec.b
+                    )));
+                }
+                let row_len: u64 = shape_a[1..].iter().product();
+                let cut = |s: Source<'a>| -> Source<'a> {
+                    let bytes = (rows * row_len) as usize * s.dtype.size();
+                    Source {
+                        bytes: &s.bytes[..bytes],
+                        ..s
+                    }
+                };
+                let mut shape = shape_a.clone();
+                shape[0] = rows;
+                (cut(sa), cut(sb), shape)
+            }
+        };
+        planned.push((ta, tb, planned_pair));
+    }
+    let jobs: Vec<Job> = planned
+        .iter()
+        .map(|(_, _, (sa, sb, _))| Job::Pair(*sa, *sb))
+        .collect();
+    let results = run(&jobs, opts, progress)?;
+    let pairs: Vec<PairRecord> = planned
+        .into_iter()
+        .zip(results)
+        .map(|((ta, tb, (_, _, shape)), s)| pair_record(ta, tb, shape, Some(s)))
+        .collect();
+    let total = total(&pairs);
+    Ok((pairs, total))
+}
+
+fn find<'a>(ck: &'a Checkpoint, name: &str) -> Result<&'a Tensor> {
+    ck.get(name)
+        .ok_or_else(|| Error::InvalidArgument(format!("{}: no tensor '{name}'", ck.path.display())))
+}
+
+/// Streams one checkpoint and returns the statistics (and sampled values) of every tensor.
 pub fn inspect(ck: &Checkpoint, opts: &Options, progress: &Progress) -> Result<Vec<TensorRecord>> {
     let jobs: Vec<Job> = ck
         .tensors
@@ -170,7 +263,7 @@ pub fn inspect(ck: &Checkpoint, opts: &Options, progress: &Progress) -> Result<V
         .tensors
         .iter()
         .zip(results)
-        .map(|(t, s)| record(t, single(s)))
+        .map(|(t, s)| record(t, Some(s)))
         .collect())
 }
 

@@ -17,7 +17,7 @@ pub mod moments;
 pub mod stream;
 
 pub use checkpoint::Checkpoint;
-pub use diff::{diff, inspect, DiffReport, PairRecord, TensorRecord};
+pub use diff::{diff, diff_pairs, inspect, DiffReport, PairRecord, PairSpec, TensorRecord};
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use stream::{Options, Progress};

@@ -19,8 +19,8 @@ pub const BLOCK: usize = 4096;
 /// Default elements per work item: large enough to amortise scheduling, small enough to balance.
 pub const DEFAULT_CHUNK: u64 = 1 << 20;
 
-/// Default number of differences kept per tensor pair for histograms and distribution tests.
-pub const DEFAULT_SAMPLE: usize = 8192;
+/// Default number of values sampled per tensor, for histograms, distribution tests and alignment.
+pub const DEFAULT_SAMPLE: usize = 4096;
 
 /// Environment variable that sets the default thread count.
 pub const THREADS_ENV: &str = "MODELKIN_NUM_THREADS";
@@ -41,7 +41,8 @@ pub struct Progress {
 pub struct Options {
     /// Worker threads; `None` means `MODELKIN_NUM_THREADS`, else the number of cores.
     pub threads: Option<usize>,
-    /// Differences sampled per tensor pair (deterministic, stratified positions).
+    /// Values sampled per tensor (deterministic, stratified positions that depend only on the
+    /// tensor's element count, so equal-sized tensors of two models are sampled alike).
     pub sample_size: usize,
     /// Elements per work item.
     pub chunk: u64,
@@ -141,14 +142,14 @@ impl Job<'_> {
     }
 }
 
-/// The merged result of a job.
+/// The merged result of a job, with the values at its sample positions (see [`Options::sample_size`]).
 #[derive(Debug, Clone, PartialEq)]
 #[allow(clippy::large_enum_variant)] // one per chunk of a million elements: boxing buys nothing
 pub enum Summary {
-    /// Result of a [`Job::Single`].
-    Single(ValueStats),
-    /// Result of a [`Job::Pair`], with the sampled differences (NaN where a or b is not finite).
-    Pair(PairStats, Vec<f64>),
+    /// Result of a [`Job::Single`] and its sampled values.
+    Single(ValueStats, Vec<f64>),
+    /// Result of a [`Job::Pair`] and the sampled values of a and of b (same positions).
+    Pair(PairStats, Vec<f64>, Vec<f64>),
 }
 
 /// Deterministic stratified sample positions: the tensor is cut into strata of equal size and one
@@ -235,21 +236,28 @@ fn run_item(job: &Job, item: &Item, sample_size: usize, scratch: &mut Scratch) -
     match job {
         Job::Single(x) => {
             x.prefault(item.start, item.len);
+            let sampler = Sampler::new(x.numel(), sample_size);
             let mut acc = ValueStats::default();
+            let mut sample = Vec::new();
             for (pos, n) in blocks {
                 let buf = &mut wa[..n as usize];
                 decode_into(x.dtype, x.range(pos, n), buf);
+                sample.extend(
+                    sampler
+                        .positions(pos, pos + n)
+                        .map(|p| buf[(p - pos) as usize]),
+                );
                 acc = acc.merge(&single_block(buf));
             }
             x.release(item.start, item.len);
-            Summary::Single(acc)
+            Summary::Single(acc, sample)
         }
         Job::Pair(a, b) => {
             a.prefault(item.start, item.len);
             b.prefault(item.start, item.len);
             let sampler = Sampler::new(a.numel(), sample_size);
             let mut acc = PairStats::default();
-            let mut sample = Vec::new();
+            let (mut sample_a, mut sample_b) = (Vec::new(), Vec::new());
             for (pos, n) in blocks {
                 let (xa, xb) = (&mut wa[..n as usize], &mut wb[..n as usize]);
                 decode_into(a.dtype, a.range(pos, n), xa);
@@ -261,18 +269,14 @@ fn run_item(job: &Job, item: &Item, sample_size: usize, scratch: &mut Scratch) -
                 prefetch(b.range(pos + n, next));
                 for p in sampler.positions(pos, pos + n) {
                     let i = (p - pos) as usize;
-                    let (x, y) = (xa[i], xb[i]);
-                    sample.push(if x.is_finite() && y.is_finite() {
-                        y - x
-                    } else {
-                        f64::NAN
-                    });
+                    sample_a.push(xa[i]);
+                    sample_b.push(xb[i]);
                 }
                 acc = acc.merge(&pair_block(xa, xb));
             }
             a.release(item.start, item.len);
             b.release(item.start, item.len);
-            Summary::Pair(acc, sample)
+            Summary::Pair(acc, sample_a, sample_b)
         }
     }
 }
@@ -295,8 +299,8 @@ fn prefetch(bytes: &[u8]) {
 
 fn empty_summary(job: &Job) -> Summary {
     match job {
-        Job::Single(_) => Summary::Single(ValueStats::default()),
-        Job::Pair(..) => Summary::Pair(PairStats::default(), Vec::new()),
+        Job::Single(_) => Summary::Single(ValueStats::default(), Vec::new()),
+        Job::Pair(..) => Summary::Pair(PairStats::default(), Vec::new(), Vec::new()),
     }
 }
 
@@ -345,13 +349,17 @@ pub fn run(jobs: &[Job], opts: &Options, progress: &Progress) -> Result<Vec<Summ
     for (item, part) in items.iter().zip(partials) {
         let slot = &mut out[item.job];
         *slot = match (
-            std::mem::replace(slot, Summary::Single(ValueStats::default())),
+            std::mem::replace(slot, Summary::Single(ValueStats::default(), Vec::new())),
             part,
         ) {
-            (Summary::Single(acc), Summary::Single(p)) => Summary::Single(acc.merge(&p)),
-            (Summary::Pair(acc, mut s), Summary::Pair(p, ps)) => {
+            (Summary::Single(acc, mut s), Summary::Single(p, ps)) => {
                 s.extend(ps);
-                Summary::Pair(acc.merge(&p), s)
+                Summary::Single(acc.merge(&p), s)
+            }
+            (Summary::Pair(acc, mut sa, mut sb), Summary::Pair(p, pa, pb)) => {
+                sa.extend(pa);
+                sb.extend(pb);
+                Summary::Pair(acc.merge(&p), sa, sb)
             }
             _ => unreachable!("a job's items all have the job's kind"),
         };
@@ -456,7 +464,7 @@ mod tests {
         assert_eq!(one, run_with(3, 4096));
         let other_chunking = run_with(2, 8192);
         match (&one[0], &other_chunking[0]) {
-            (Summary::Pair(p, s), Summary::Pair(q, t)) => {
+            (Summary::Pair(p, s, _), Summary::Pair(q, t, _)) => {
                 assert_eq!(s, t, "sample positions depend only on the tensor");
                 assert!((p.d.m2 - q.d.m2).abs() <= 1e-12 * p.d.m2);
             }

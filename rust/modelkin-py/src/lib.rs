@@ -9,7 +9,7 @@ use modelkin_core::diff::{Mismatch, PairRecord, TensorRecord};
 use modelkin_core::kernel::{PairStats, ValueStats};
 use modelkin_core::moments::Moments;
 use modelkin_core::stream::{Job, Source, Summary};
-use modelkin_core::{Checkpoint, DType, Error, Options, Progress};
+use modelkin_core::{Checkpoint, DType, Error, Options, PairSpec, Progress};
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::{PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyValueError};
 use pyo3::prelude::*;
@@ -165,7 +165,8 @@ fn values_dict<'py>(py: Python<'py>, v: &ValueStats) -> PyResult<Bound<'py, PyDi
 fn pair_dict<'py>(
     py: Python<'py>,
     p: &PairStats,
-    sample: Vec<f64>,
+    sample_a: Vec<f64>,
+    sample_b: Vec<f64>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("a", values_dict(py, &p.a)?)?;
@@ -179,7 +180,8 @@ fn pair_dict<'py>(
     d.set_item("d_max", p.d_max)?;
     d.set_item("max_abs_d", p.max_abs_d())?;
     d.set_item("equal", p.equal)?;
-    d.set_item("sample", PyArray1::from_vec(py, sample))?;
+    d.set_item("sample_a", PyArray1::from_vec(py, sample_a))?;
+    d.set_item("sample_b", PyArray1::from_vec(py, sample_b))?;
     Ok(d)
 }
 
@@ -189,12 +191,14 @@ fn record_dict<'py>(py: Python<'py>, r: &TensorRecord) -> PyResult<Bound<'py, Py
     d.set_item("dtype", r.dtype.name())?;
     d.set_item("shape", r.shape.clone())?;
     d.set_item("stats", values_dict(py, &r.stats)?)?;
+    d.set_item("sample", PyArray1::from_slice(py, &r.sample))?;
     Ok(d)
 }
 
 fn pair_record_dict<'py>(py: Python<'py>, r: PairRecord) -> PyResult<Bound<'py, PyDict>> {
-    let d = pair_dict(py, &r.stats, r.sample)?;
+    let d = pair_dict(py, &r.stats, r.sample_a, r.sample_b)?;
     d.set_item("name", &r.name)?;
+    d.set_item("name_b", &r.name_b)?;
     d.set_item("shape", r.shape)?;
     d.set_item("dtype_a", r.dtype_a.name())?;
     d.set_item("dtype_b", r.dtype_b.name())?;
@@ -237,16 +241,17 @@ fn open_checkpoint<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, PyDi
     checkpoint_dict(py, &ck)
 }
 
-/// Streams one checkpoint; returns its summary and per-tensor statistics.
+/// Streams one checkpoint; returns its summary and per-tensor statistics and sampled values.
 #[pyfunction]
-#[pyo3(signature = (path, threads=None, progress=None))]
+#[pyo3(signature = (path, threads=None, progress=None, sample_size=0))]
 fn inspect<'py>(
     py: Python<'py>,
     path: &str,
     threads: Option<usize>,
     progress: Option<&Bound<'py, PyAny>>,
+    sample_size: usize,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let opts = options(threads, 0);
+    let opts = options(threads, sample_size);
     let (ck, records) = enter(py, progress, |p| {
         let ck = open_ck(path)?;
         let records = modelkin_core::inspect(&ck, &opts, p)?;
@@ -264,7 +269,7 @@ fn inspect<'py>(
 
 /// Streams two checkpoints once and compares same-named tensors.
 #[pyfunction]
-#[pyo3(signature = (a, b, threads=None, progress=None, sample_size=8192))]
+#[pyo3(signature = (a, b, threads=None, progress=None, sample_size=4096))]
 fn diff<'py>(
     py: Python<'py>,
     a: &str,
@@ -288,7 +293,10 @@ fn diff<'py>(
         pairs.append(pair_record_dict(py, r)?)?;
     }
     d.set_item("pairs", pairs)?;
-    d.set_item("total", pair_dict(py, &report.total, Vec::new())?)?;
+    d.set_item(
+        "total",
+        pair_dict(py, &report.total, Vec::new(), Vec::new())?,
+    )?;
     let records = |rs: &[TensorRecord]| -> PyResult<Bound<'py, PyList>> {
         let l = PyList::empty(py);
         for r in rs {
@@ -315,7 +323,7 @@ fn dtype(name: &str) -> PyResult<DType> {
 
 /// Pair statistics of two equal-length byte buffers holding `a_dtype` and `b_dtype` elements.
 #[pyfunction]
-#[pyo3(signature = (a, a_dtype, b, b_dtype, threads=None, sample_size=8192))]
+#[pyo3(signature = (a, a_dtype, b, b_dtype, threads=None, sample_size=4096))]
 fn pair_stats<'py>(
     py: Python<'py>,
     a: PyReadonlyArray1<'py, u8>,
@@ -357,9 +365,44 @@ fn pair_stats<'py>(
     );
     let out = enter(py, None, |p| modelkin_core::stream::run(&[job], &opts, p))?;
     match out.into_iter().next() {
-        Some(Summary::Pair(stats, sample)) => pair_dict(py, &stats, sample),
+        Some(Summary::Pair(stats, sa, sb)) => pair_dict(py, &stats, sa, sb),
         _ => Err(PyValueError::new_err("no result")),
     }
+}
+
+/// Streams the listed (name in A, name in B, leading rows or None) pairs once and compares each.
+#[pyfunction]
+#[pyo3(signature = (a, b, pairs, threads=None, progress=None, sample_size=4096))]
+fn diff_pairs<'py>(
+    py: Python<'py>,
+    a: &str,
+    b: &str,
+    pairs: Vec<(String, String, Option<u64>)>,
+    threads: Option<usize>,
+    progress: Option<&Bound<'py, PyAny>>,
+    sample_size: usize,
+) -> PyResult<Bound<'py, PyDict>> {
+    let opts = options(threads, sample_size);
+    let specs: Vec<PairSpec> = pairs
+        .into_iter()
+        .map(|(a, b, rows)| PairSpec { a, b, rows })
+        .collect();
+    let (ca, cb, records, total) = enter(py, progress, |p| {
+        let ca = open_ck(a)?;
+        let cb = open_ck(b)?;
+        let (records, total) = modelkin_core::diff_pairs(&ca, &cb, &specs, &opts, p)?;
+        Ok((ca, cb, records, total))
+    })?;
+    let d = PyDict::new(py);
+    d.set_item("a", checkpoint_dict(py, &ca)?)?;
+    d.set_item("b", checkpoint_dict(py, &cb)?)?;
+    let list = PyList::empty(py);
+    for r in records {
+        list.append(pair_record_dict(py, r)?)?;
+    }
+    d.set_item("pairs", list)?;
+    d.set_item("total", pair_dict(py, &total, Vec::new(), Vec::new())?)?;
+    Ok(d)
 }
 
 /// Reads every tensor byte of two checkpoints through the engine without statistics (a floor
@@ -392,6 +435,7 @@ fn _modelkin(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(open_checkpoint, m)?)?;
     m.add_function(wrap_pyfunction!(inspect, m)?)?;
     m.add_function(wrap_pyfunction!(diff, m)?)?;
+    m.add_function(wrap_pyfunction!(diff_pairs, m)?)?;
     m.add_function(wrap_pyfunction!(pair_stats, m)?)?;
     m.add_function(wrap_pyfunction!(read_pair, m)?)?;
     m.add_function(wrap_pyfunction!(default_threads, m)?)?;

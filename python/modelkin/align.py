@@ -1,0 +1,209 @@
+"""Which tensor of B corresponds to which tensor of A — without trusting names.
+
+Each model is first summarised tensor by tensor (:class:`TensorSketch`: moments, and the values at a
+fixed set of pseudo-random positions that depend only on the tensor's size, so equal-sized tensors of
+two models are sampled at the same positions). Tensors are then paired
+
+1. by canonical name where the shapes agree and the content does not contradict it;
+2. by content within groups of equal shape: the correlation of the two samples, turned into a z
+   score, is maximised over one-to-one assignments (``scipy.optimize.linear_sum_assignment``), with a
+   small bonus for agreeing names so that unrelated models keep their name pairing;
+3. by canonical name with a different number of rows but the same row length (a changed vocabulary):
+   the shared leading rows are compared.
+
+Every pair carries the method and the z score of its content match.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy.optimize import linear_sum_assignment
+
+from .names import canonical
+from .stats import ValueStats
+
+__all__ = ["Alignment", "Pairing", "TensorSketch", "align", "sample_z"]
+
+#: A content match needs at least this z score (one-sided p ≈ 1e-15) to override or add to names.
+CONTENT_Z = 8.0
+#: Score bonus for pairs whose canonical names agree: decides between equally (un)related candidates.
+NAME_BONUS = 3.0
+
+
+@dataclass(frozen=True)
+class TensorSketch:
+    """A tensor's summary from one streaming pass: statistics and a deterministic sample of values."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    stats: ValueStats
+    sample: npt.NDArray[np.float64]
+
+    @classmethod
+    def from_raw(cls, raw: dict[str, Any]) -> TensorSketch:
+        """Builds from the engine's dict."""
+        return cls(
+            raw["name"],
+            raw["dtype"],
+            tuple(raw["shape"]),
+            ValueStats.from_raw(raw["stats"]),
+            np.asarray(raw["sample"], dtype=np.float64),
+        )
+
+    @property
+    def numel(self) -> int:
+        """Number of elements."""
+        return math.prod(self.shape)
+
+    @property
+    def canonical(self) -> str:
+        """Canonical name."""
+        return canonical(self.name)
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """One aligned pair: tensor ``a`` of A with tensor ``b`` of B."""
+
+    a: str
+    b: str
+    method: str  # "name", "content" or "rows"
+    z: float  # z score of the sample correlation (NaN where it cannot be computed)
+    rows: int | None = None  # compare only the first `rows` rows (changed vocabulary)
+
+    @property
+    def renamed(self) -> bool:
+        """Whether the two names differ even after canonicalisation."""
+        return canonical(self.a) != canonical(self.b)
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """The pairing of A's tensors with B's, and what is left over on each side."""
+
+    pairs: tuple[Pairing, ...]
+    only_a: tuple[str, ...]
+    only_b: tuple[str, ...]
+
+    @property
+    def renamed(self) -> int:
+        """Pairs whose canonical names differ."""
+        return sum(p.renamed for p in self.pairs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-ready fields."""
+        return {
+            "pairs": [
+                {"a": p.a, "b": p.b, "method": p.method, "z": p.z, "rows": p.rows, "renamed": p.renamed}
+                for p in self.pairs
+            ],
+            "only_a": list(self.only_a),
+            "only_b": list(self.only_b),
+        }
+
+
+def sample_z(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> float:
+    """z score of the Pearson correlation of two equally long samples (Fisher transform).
+
+    Under independence it is ≈ N(0, 1); NaN when either sample has no spread.
+    """
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    n = x.size
+    if n < 8:
+        return math.nan
+    xc, yc = x - x.mean(), y - y.mean()
+    den = math.sqrt(float(xc @ xc) * float(yc @ yc))
+    if den == 0:
+        return math.nan
+    r = min(max(float(xc @ yc) / den, -1 + 1e-15), 1 - 1e-15)
+    return math.atanh(r) * math.sqrt(n - 3)
+
+
+def _corr_matrix(
+    xs: list[npt.NDArray[np.float64]], ys: list[npt.NDArray[np.float64]]
+) -> npt.NDArray[np.float64]:
+    """z scores of every (x, y) pair of equal-length samples, at once."""
+
+    def prep(vs: list[npt.NDArray[np.float64]]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+        m = np.nan_to_num(np.stack(vs), nan=0.0, posinf=0.0, neginf=0.0)
+        m = m - m.mean(axis=1, keepdims=True)
+        norms = np.linalg.norm(m, axis=1, keepdims=True)
+        dead = norms[:, 0] == 0
+        return m / np.where(norms == 0, 1.0, norms), dead
+
+    mx, dx = prep(xs)
+    my, dy = prep(ys)
+    r = np.clip(mx @ my.T, -1 + 1e-15, 1 - 1e-15)
+    z = np.arctanh(r) * math.sqrt(max(mx.shape[1] - 3, 1))
+    z[dx, :] = np.nan
+    z[:, dy] = np.nan
+    return z
+
+
+def align(a: list[TensorSketch], b: list[TensorSketch]) -> Alignment:
+    """Pairs the tensors of A with those of B (see the module docstring)."""
+    pairs: list[Pairing] = []
+    used_a: set[str] = set()
+    used_b: set[str] = set()
+
+    groups_a: dict[tuple[int, ...], list[TensorSketch]] = defaultdict(list)
+    groups_b: dict[tuple[int, ...], list[TensorSketch]] = defaultdict(list)
+    for t in a:
+        groups_a[t.shape].append(t)
+    for t in b:
+        groups_b[t.shape].append(t)
+
+    for shape, ga in groups_a.items():
+        gb = groups_b.get(shape, [])
+        if not gb:
+            continue
+        z = _corr_matrix([t.sample for t in ga], [t.sample for t in gb]) if len(ga[0].sample) >= 8 else None
+        score = np.zeros((len(ga), len(gb)))
+        if z is not None:
+            score = np.where(np.isfinite(z), np.maximum(z, 0.0), 0.0)
+        names_b = {t.canonical: j for j, t in enumerate(gb)}
+        for i, t in enumerate(ga):
+            j = names_b.get(t.canonical)
+            if j is not None:
+                score[i, j] += NAME_BONUS
+        rows, cols = linear_sum_assignment(-score)
+        for i, j in zip(rows, cols):
+            ta, tb = ga[i], gb[j]
+            zij = float(z[i, j]) if z is not None else math.nan
+            same_name = ta.canonical == tb.canonical
+            if same_name:
+                method = "name"
+            elif math.isfinite(zij) and zij >= CONTENT_Z:
+                method = "content"
+            else:
+                continue  # neither names nor content tie these two together
+            pairs.append(Pairing(ta.name, tb.name, method, zij))
+            used_a.add(ta.name)
+            used_b.add(tb.name)
+
+    # Same canonical name, same row length, different number of rows: a changed vocabulary.
+    left_b = {t.canonical: t for t in b if t.name not in used_b}
+    for t in a:
+        if t.name in used_a or len(t.shape) < 2:
+            continue
+        o = left_b.get(t.canonical)
+        if o is None or len(o.shape) != len(t.shape) or o.shape[1:] != t.shape[1:]:
+            continue
+        pairs.append(Pairing(t.name, o.name, "rows", math.nan, rows=min(t.shape[0], o.shape[0])))
+        used_a.add(t.name)
+        used_b.add(o.name)
+
+    pairs.sort(key=lambda p: p.a)
+    return Alignment(
+        tuple(pairs),
+        tuple(sorted(t.name for t in a if t.name not in used_a)),
+        tuple(sorted(t.name for t in b if t.name not in used_b)),
+    )

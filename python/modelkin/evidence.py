@@ -1,0 +1,184 @@
+"""Per-tensor evidence: what the difference between two aligned tensors says about how they relate.
+
+For each aligned pair the streaming pass gives exact moments of a, b and d = b − a; the two samples
+(a and b at the same positions) give an independence test that does not lean on those moments:
+under independence the sample correlation's Fisher z is ≈ N(0, 1), so ``log10_p`` is trustworthy even
+for trained weights with uneven rows, and for relatives it is astronomically small (reported as a
+log, so 1e-4000 is not printed as 0).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy.stats import norm
+
+from .align import Pairing, sample_z
+from .stats import PairStats
+
+__all__ = ["PairEvidence", "assess", "log10_sf"]
+
+#: Names of buffers that are fixed by the architecture, not learnt: equal in unrelated models.
+FIXED = re.compile(r"(inv_freq|position_ids|rotary|causal_mask|masked_bias|attn\.bias$|mel_filters|_cached)")
+#: Tensors smaller than this, or with fewer distinct sampled values, carry too little information.
+MIN_NUMEL = 1024
+MIN_DISTINCT = 32
+#: A tensor pair is "related" below this log10 p (one-sided, per tensor).
+RELATED_LOG10_P = -6.0
+
+
+def log10_sf(z: float) -> float:
+    """log10 of the upper tail probability of N(0, 1) at z, accurate far into the tail."""
+    if not math.isfinite(z):
+        return math.nan
+    return float(norm.logsf(z)) / math.log(10)
+
+
+_FLOAT_BITS = {"BF16": 8, "F16": 11, "F8_E4M3": 4, "F8_E5M2": 3, "F32": 24}
+
+
+def _round_to(x: npt.NDArray[np.float64], dtype: str) -> npt.NDArray[np.float64] | None:
+    """x rounded to a float dtype (round to nearest even), or None where modelkin cannot round to it."""
+    import ml_dtypes
+
+    target: Any = {
+        "F32": np.float32,
+        "F16": np.float16,
+        "F64": np.float64,
+        "BF16": ml_dtypes.bfloat16,
+        "F8_E4M3": ml_dtypes.float8_e4m3fn,
+        "F8_E5M2": ml_dtypes.float8_e5m2,
+    }.get(dtype)
+    if target is None:
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.asarray(x.astype(target), dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class PairEvidence:
+    """What one aligned tensor pair says.
+
+    ``kind`` is the pair's own reading: ``identical``, ``cast`` (b is a rounded to another float
+    format), ``quantized`` (bounded, flat-topped differences), ``gaussian`` (d looks like added noise),
+    ``scaled`` (b ≈ c·a), ``update`` (related, with structured changes) or ``unrelated``.
+    """
+
+    pairing: Pairing
+    shape: tuple[int, ...]
+    dtype_a: str
+    dtype_b: str
+    stats: PairStats
+    informative: bool
+    z: float
+    log10_p: float
+    kind: str
+    cast_to: str | None
+    scale: float
+    grid_levels: float
+
+    @property
+    def numel(self) -> int:
+        """Elements compared."""
+        return self.stats.a.count
+
+    @property
+    def related(self) -> bool:
+        """Far more similar than independent tensors would be."""
+        return self.kind != "unrelated"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-ready fields."""
+        s = self.stats
+        return {
+            "a": self.pairing.a,
+            "b": self.pairing.b,
+            "method": self.pairing.method,
+            "rows": self.pairing.rows,
+            "shape": list(self.shape),
+            "dtype_a": self.dtype_a,
+            "dtype_b": self.dtype_b,
+            "informative": self.informative,
+            "kind": self.kind,
+            "z": self.z,
+            "log10_p": self.log10_p,
+            "equal_fraction": s.equal_fraction,
+            "d_mean": s.d.mean if s.n else math.nan,
+            "d_std": s.d.std,
+            "d_skewness": s.d.skewness,
+            "d_kurtosis": s.d.kurtosis,
+            "corr_d_a": s.corr_d_a,
+            "pearson": s.pearson,
+            "one_minus_cosine": s.one_minus_cosine,
+            "rel_change": s.rel_change,
+            "max_abs_d": s.max_abs_d,
+            "std_a": s.a_on_pair.std,
+            "std_b": s.b_on_pair.std,
+            "kurtosis_a": s.a_on_pair.kurtosis,
+            "kurtosis_b": s.b_on_pair.kurtosis,
+            "scale": self.scale,
+            "cast_to": self.cast_to,
+        }
+
+
+def _informative(name: str, shape: tuple[int, ...], s: PairStats, sample_a: npt.NDArray[np.float64]) -> bool:
+    if FIXED.search(name) or len(shape) < 2 or math.prod(shape) < MIN_NUMEL:
+        return False
+    if not (s.a_on_pair.m2 > 0 and s.b_on_pair.m2 > 0):
+        return False
+    return int(np.unique(sample_a[np.isfinite(sample_a)]).size) >= MIN_DISTINCT
+
+
+def assess(
+    pairing: Pairing,
+    shape: tuple[int, ...],
+    dtype_a: str,
+    dtype_b: str,
+    stats: PairStats,
+    sample_a: npt.NDArray[np.float64],
+    sample_b: npt.NDArray[np.float64],
+) -> PairEvidence:
+    """Reads one aligned pair: its independence test and which kind of change d looks like."""
+    s = stats
+    z = sample_z(sample_a, sample_b)
+    lp = log10_sf(z) if math.isfinite(z) else 0.0
+    informative = _informative(pairing.a, shape, s, sample_a)
+    scale = 1.0 + s.c_da / s.a_on_pair.m2 if s.a_on_pair.m2 > 0 else math.nan
+    max_a = max(abs(s.a.min), abs(s.a.max)) if s.a.moments.n else math.nan
+    levels = max_a / (2 * s.max_abs_d) if s.max_abs_d and s.max_abs_d > 0 else math.inf
+    identical = s.equal == s.a.count and s.a.count == s.b.count
+    related = identical or lp < RELATED_LOG10_P
+
+    cast_to = None
+    if not identical and related:
+        ok = np.isfinite(sample_a) & np.isfinite(sample_b)
+        for target in dict.fromkeys((dtype_b, "BF16", "F16", "F8_E4M3", "F8_E5M2")):
+            if target == dtype_a or target not in _FLOAT_BITS:
+                continue
+            rounded = _round_to(sample_a[ok], target)
+            if rounded is not None and ok.any() and np.array_equal(rounded, sample_b[ok]):
+                bound = 2.0 ** -(_FLOAT_BITS[target]) * max_a
+                if s.max_abs_d <= bound * (1 + 1e-9):
+                    cast_to = target
+                    break
+
+    if identical:
+        kind = "identical"
+    elif not related:
+        kind = "unrelated"
+    elif cast_to is not None:
+        kind = "cast"
+    elif abs(s.corr_d_a) > 0.99 and s.one_minus_pearson < 1e-6:
+        kind = "scaled"
+    elif s.d.kurtosis < -0.5 and levels >= 7 and abs(s.corr_d_a) < 0.2:
+        kind = "quantized"
+    elif abs(s.d.skewness) < 0.1 and abs(s.d.kurtosis) < 0.25 and abs(s.corr_d_a) < 0.1:
+        kind = "gaussian"
+    else:
+        kind = "update"
+    return PairEvidence(pairing, shape, dtype_a, dtype_b, s, informative, z, lp, kind, cast_to, scale, levels)

@@ -1,0 +1,245 @@
+"""The model-level verdict: how B relates to A, from the per-tensor evidence.
+
+Kinship is decided on informative tensors only (learnt matrices; not norms, biases or fixed buffers,
+which can be equal in unrelated models): the smallest per-tensor p-value, Bonferroni-adjusted for the
+number of tensors tested, which stays valid however the tensors depend on each other. Related models
+are then told apart by the shape of d = b − a across tensors: all equal; equal to a rounding; bounded
+and flat-topped (quantized); Gaussian with one σ everywhere (noised); proportional to a (scaled);
+anything else is training (fine-tune). Dropped layers, renamed tensors and a changed vocabulary are
+reported alongside.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .align import Alignment
+from .evidence import PairEvidence
+from .names import layer_index
+
+__all__ = ["KIN_LOG10_P", "RELATIONS", "Verdict", "decide"]
+
+#: Model-level threshold: adjusted log10 p below this calls the models kin.
+KIN_LOG10_P = -6.0
+
+RELATIONS = (
+    "identical",
+    "cast_copy",
+    "quantized_copy",
+    "noised_copy",
+    "scaled_copy",
+    "fine_tune",
+    "independent",
+    "inconclusive",
+)
+
+_TEXT = {
+    "identical": "B is identical to A",
+    "cast_copy": "B is A cast to another number format",
+    "quantized_copy": "B is a quantized copy of A",
+    "noised_copy": "B is a copy of A with Gaussian noise added",
+    "scaled_copy": "B is A multiplied by a constant",
+    "fine_tune": "B and A share their weights' origin: one is a fine-tune (continued training) of the other",
+    "independent": "B and A are independent: no tensor is more similar than chance",
+    "inconclusive": "the checkpoints have no learnt tensors in common to compare",
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How B relates to A, with the numbers behind it."""
+
+    relation: str
+    log10_p: float  # adjusted log10 p of kinship (very negative: kin; near 0: no evidence)
+    confidence: float  # kin: 1 − p; independent: the adjusted p of the strongest kinship signal
+    sigma: float | None = None  # noised copy: σ of the added noise
+    sigma_ci: tuple[float, float] | None = None
+    scale: float | None = None  # scaled copy: the factor
+    cast_to: str | None = None  # cast copy: the format
+    direction: str | None = None  # "a->b", "b->a" or "shared-ancestor" for fine-tunes
+    renamed: int = 0  # aligned pairs whose names differ
+    layers_dropped: tuple[int, ...] = ()  # A's layers with no counterpart in B
+    layers_added: tuple[int, ...] = ()
+    vocab_rows: tuple[int, int] | None = None  # (rows in A, rows in B) of a resized embedding
+    shared_fraction: float = 0.0  # share of A's informative parameters found related in B
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def related(self) -> bool:
+        """Whether the verdict says the two share weights."""
+        return self.relation not in ("independent", "inconclusive")
+
+    @property
+    def sentence(self) -> str:
+        """The verdict in one sentence."""
+        s = _TEXT[self.relation]
+        extra = []
+        if self.relation == "noised_copy" and self.sigma is not None:
+            lo, hi = self.sigma_ci or (math.nan, math.nan)
+            extra.append(f"σ = {self.sigma:.3g} (95% CI {lo:.3g}–{hi:.3g})")
+        if self.relation == "scaled_copy" and self.scale is not None:
+            extra.append(f"factor {self.scale:.6g}")
+        if self.relation == "cast_copy" and self.cast_to:
+            extra.append(f"to {self.cast_to}")
+        if self.direction == "b->a":
+            extra.append("the weights suggest A was derived from B")
+        elif self.direction == "shared-ancestor":
+            extra.append("direction not determined: they may be siblings of one ancestor")
+        if self.renamed:
+            extra.append(f"{self.renamed} tensors renamed")
+        if self.layers_dropped:
+            extra.append(f"layers {list(self.layers_dropped)} of A dropped")
+        if self.layers_added:
+            extra.append(f"layers {list(self.layers_added)} of B not in A")
+        if self.vocab_rows:
+            extra.append(f"vocabulary resized {self.vocab_rows[0]} → {self.vocab_rows[1]} rows")
+        if self.related:
+            extra.append(f"log10 p = {self.log10_p:.1f}")
+        return s + (" (" + "; ".join(extra) + ")" if extra else "") + "."
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-ready fields."""
+        return {
+            "relation": self.relation,
+            "related": self.related,
+            "sentence": self.sentence,
+            "log10_p": self.log10_p,
+            "confidence": self.confidence,
+            "sigma": self.sigma,
+            "sigma_ci": list(self.sigma_ci) if self.sigma_ci else None,
+            "scale": self.scale,
+            "cast_to": self.cast_to,
+            "direction": self.direction,
+            "renamed": self.renamed,
+            "layers_dropped": list(self.layers_dropped),
+            "layers_added": list(self.layers_added),
+            "vocab_rows": list(self.vocab_rows) if self.vocab_rows else None,
+            "shared_fraction": self.shared_fraction,
+            "notes": list(self.notes),
+        }
+
+
+def _layers(names: list[str], all_names: list[str]) -> tuple[int, ...]:
+    """Layers all of whose tensors are among ``names``."""
+    left = Counter(layer_index(n) for n in names)
+    total = Counter(layer_index(n) for n in all_names)
+    return tuple(sorted(k for k, v in left.items() if k is not None and v == total[k]))
+
+
+def _direction(ev: list[PairEvidence]) -> str:
+    """Training spreads weights and fattens their tails: the side with more of both is the child."""
+    votes = []
+    for e in ev:
+        sa, sb = e.stats.a_on_pair.std, e.stats.b_on_pair.std
+        if sa > 0 and sb > 0:
+            votes.append(math.log(sb / sa))
+    if not votes:
+        return "shared-ancestor"
+    med = float(np.median(votes))
+    agree = float(np.mean(np.sign(votes) == np.sign(med))) if med != 0 else 0.0
+    if abs(med) > 1e-4 and agree >= 0.75:
+        return "a->b" if med > 0 else "b->a"
+    return "shared-ancestor"
+
+
+def decide(
+    evidence: list[PairEvidence],
+    alignment: Alignment,
+    names_a: list[str],
+    names_b: list[str],
+    vocab_rows: tuple[int, int] | None = None,
+) -> Verdict:
+    """The verdict for B against A (see the module docstring).
+
+    ``vocab_rows`` gives the row counts of an embedding whose rows were compared only in part.
+    """
+    informative = [e for e in evidence if e.informative]
+    renamed = alignment.renamed
+    dropped = _layers(list(alignment.only_a), names_a)
+    added = _layers(list(alignment.only_b), names_b)
+    common: dict[str, Any] = {
+        "renamed": renamed,
+        "layers_dropped": dropped,
+        "layers_added": added,
+        "vocab_rows": vocab_rows,
+    }
+    if not informative:
+        return Verdict("inconclusive", 0.0, 0.0, notes=("no learnt matrices could be aligned",), **common)
+
+    k = len(informative)
+    best = min(e.log10_p for e in informative)
+    adjusted = min(0.0, best + math.log10(k))
+    params = sum(e.numel for e in informative)
+    rel = [e for e in informative if e.related]
+    shared = sum(e.numel for e in rel) / params if params else 0.0
+    notes: list[str] = []
+    fixed_equal = [e.pairing.a for e in evidence if not e.informative and e.kind == "identical"]
+    if adjusted > KIN_LOG10_P:
+        if fixed_equal:
+            notes.append(
+                f"{len(fixed_equal)} small or fixed tensors are equal in both (e.g. {fixed_equal[0]}); "
+                "such tensors are equal in unrelated models too and are not counted"
+            )
+        return Verdict(
+            "independent", adjusted, 10**adjusted, shared_fraction=shared, notes=tuple(notes), **common
+        )
+
+    confidence = 1.0 - 10**adjusted
+    kinds: Counter[str] = Counter()
+    for e in rel:
+        kinds[e.kind] += e.numel
+    if shared < 0.5:
+        notes.append(f"only {shared:.0%} of A's learnt parameters are shared: B keeps part of A")
+
+    def verdict(relation: str, **kw: Any) -> Verdict:
+        return Verdict(
+            relation, adjusted, confidence, shared_fraction=shared, notes=tuple(notes), **common, **kw
+        )
+
+    everything_equal = all(e.kind == "identical" for e in evidence)
+    if everything_equal and not alignment.only_a and not alignment.only_b and vocab_rows is None:
+        return verdict("identical")
+    main = set(kinds)
+    if main <= {"identical", "cast"} and "cast" in main:
+        casts = Counter(e.cast_to for e in rel if e.cast_to)
+        return verdict("cast_copy", cast_to=casts.most_common(1)[0][0])
+    if main <= {"identical", "cast"}:
+        dtypes = {(e.dtype_a, e.dtype_b) for e in evidence}
+        if any(a != b for a, b in dtypes):
+            return verdict("cast_copy", cast_to=Counter(e.dtype_b for e in evidence).most_common(1)[0][0])
+        return verdict("identical")
+    if kinds.get("quantized", 0) >= 0.8 * sum(kinds.values()):
+        return verdict("quantized_copy")
+    if kinds.get("scaled", 0) >= 0.8 * sum(kinds.values()):
+        factors = np.array([e.scale for e in rel if e.kind == "scaled"])
+        if factors.size and np.std(factors) <= 1e-3 * abs(np.mean(factors)):
+            return verdict("scaled_copy", scale=float(np.mean(factors)))
+    gaussian = [e for e in evidence if e.related and e.kind in ("gaussian", "identical") and e.stats.n > 1]
+    if kinds.get("gaussian", 0) >= 0.8 * sum(kinds.values()):
+        # Noise added on purpose has one σ in every tensor, whatever the tensor's own scale.
+        sig = np.array([e.stats.d.std for e in gaussian if e.kind == "gaussian" and e.stats.n >= 64])
+        w = np.array([e.stats.n for e in gaussian if e.kind == "gaussian" and e.stats.n >= 64], dtype=float)
+        if sig.size >= 2:
+            spread = float(np.sqrt(np.average((sig - np.average(sig, weights=w)) ** 2, weights=w)))
+            centre = float(np.average(sig, weights=w))
+            scales = np.array(
+                [e.stats.a_on_pair.std for e in gaussian if e.kind == "gaussian" and e.stats.n >= 64]
+            )
+            if spread <= 0.1 * centre:
+                tot_n = float(w.sum())
+                total_m2 = sum(e.stats.d.m2 for e in gaussian if e.kind == "gaussian" and e.stats.n >= 64)
+                sigma = math.sqrt(total_m2 / tot_n)
+                # SE of σ from its per-tensor estimates (robust to non-normal d), at least the sampling SE.
+                se = max(float(np.std(sig)) / math.sqrt(sig.size), sigma / math.sqrt(2 * tot_n))
+                if scales.size and scales.max() > 3 * scales.min():
+                    notes.append(
+                        "the same σ of d in tensors whose own scales differ "
+                        f"{scales.max() / scales.min():.0f}-fold"
+                    )
+                return verdict("noised_copy", sigma=sigma, sigma_ci=(sigma - 1.96 * se, sigma + 1.96 * se))
+    return verdict("fine_tune", direction=_direction(rel))
