@@ -34,6 +34,8 @@ __all__ = ["Alignment", "Pairing", "TensorSketch", "align", "sample_z"]
 CONTENT_Z = 8.0
 #: Score bonus for pairs whose canonical names agree: decides between equally (un)related candidates.
 NAME_BONUS = 3.0
+#: Matrices at least this large count as candidates when kinship is looked for by content.
+MIN_MATRIX = 1024
 
 
 @dataclass(frozen=True)
@@ -86,11 +88,18 @@ class Pairing:
 
 @dataclass(frozen=True)
 class Alignment:
-    """The pairing of A's tensors with B's, and what is left over on each side."""
+    """The pairing of A's tensors with B's, and what is left over on each side.
+
+    ``candidates`` counts the equal-shaped (A, B) matrix pairs whose samples were compared while
+    looking for content matches for tensors left unpaired, and ``best_z`` is the highest z among them:
+    when nothing pairs up, these say how hard kinship was looked for.
+    """
 
     pairs: tuple[Pairing, ...]
     only_a: tuple[str, ...]
     only_b: tuple[str, ...]
+    candidates: int = 0
+    best_z: float = math.nan
 
     @property
     def renamed(self) -> int:
@@ -106,6 +115,8 @@ class Alignment:
             ],
             "only_a": list(self.only_a),
             "only_b": list(self.only_b),
+            "candidates": self.candidates,
+            "best_z": self.best_z,
         }
 
 
@@ -153,6 +164,7 @@ def align(a: list[TensorSketch], b: list[TensorSketch]) -> Alignment:
     pairs: list[Pairing] = []
     used_a: set[str] = set()
     used_b: set[str] = set()
+    candidates, best_z = 0, -math.inf
 
     groups_a: dict[tuple[int, ...], list[TensorSketch]] = defaultdict(list)
     groups_b: dict[tuple[int, ...], list[TensorSketch]] = defaultdict(list)
@@ -188,6 +200,13 @@ def align(a: list[TensorSketch], b: list[TensorSketch]) -> Alignment:
             pairs.append(Pairing(ta.name, tb.name, method, zij))
             used_a.add(ta.name)
             used_b.add(tb.name)
+        if z is not None and len(shape) >= 2 and math.prod(shape) >= MIN_MATRIX:
+            left = [i for i, t in enumerate(ga) if t.name not in used_a]
+            if left:
+                candidates += len(left) * len(gb)
+                zs = z[left, :]
+                if np.isfinite(zs).any():
+                    best_z = max(best_z, float(np.nanmax(zs)))
 
     # Same canonical name, same row length, different number of rows: a changed vocabulary.
     left_b = {t.canonical: t for t in b if t.name not in used_b}
@@ -206,4 +225,6 @@ def align(a: list[TensorSketch], b: list[TensorSketch]) -> Alignment:
         tuple(pairs),
         tuple(sorted(t.name for t in a if t.name not in used_a)),
         tuple(sorted(t.name for t in b if t.name not in used_b)),
+        candidates,
+        best_z if candidates else math.nan,
     )

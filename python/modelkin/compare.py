@@ -16,7 +16,7 @@ from . import _modelkin
 from .align import Alignment, TensorSketch, align
 from .checkpoint import CheckpointInfo
 from .diff import DiffResult, TensorDiff, TensorSummary, _threads, json_safe
-from .evidence import PairEvidence, assess
+from .evidence import PairEvidence, assess, learnt_matrix
 from .progress import ProgressArg, progress_callback
 from .stats import PairStats
 from .verdict import Verdict, decide
@@ -122,5 +122,6 @@ def compare(
     )
     resized = next((p for p in alignment.pairs if p.method == "rows"), None)
     vocab = (by_a[resized.a].shape[0], by_b[resized.b].shape[0]) if resized else None
-    verdict = decide(evidence, alignment, [t.name for t in sk_a], [t.name for t in sk_b], vocab)
+    learnt = sum(t.numel for t in sk_a if learnt_matrix(t.name, t.shape))
+    verdict = decide(evidence, alignment, [t.name for t in sk_a], [t.name for t in sk_b], vocab, learnt)
     return CompareResult(verdict, tuple(evidence), alignment, diff)

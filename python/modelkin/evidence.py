@@ -21,7 +21,7 @@ from scipy.stats import norm
 from .align import Pairing, sample_z
 from .stats import PairStats
 
-__all__ = ["PairEvidence", "assess", "log10_sf"]
+__all__ = ["PairEvidence", "assess", "learnt_matrix", "log10_sf"]
 
 #: Names of buffers that are fixed by the architecture, not learnt: equal in unrelated models.
 FIXED = re.compile(r"(inv_freq|position_ids|rotary|causal_mask|masked_bias|attn\.bias$|mel_filters|_cached)")
@@ -126,8 +126,13 @@ class PairEvidence:
         }
 
 
+def learnt_matrix(name: str, shape: tuple[int, ...]) -> bool:
+    """Whether a tensor can carry evidence of kinship: a matrix of some size that is not a fixed buffer."""
+    return not FIXED.search(name) and len(shape) >= 2 and math.prod(shape) >= MIN_NUMEL
+
+
 def _informative(name: str, shape: tuple[int, ...], s: PairStats, sample_a: npt.NDArray[np.float64]) -> bool:
-    if FIXED.search(name) or len(shape) < 2 or math.prod(shape) < MIN_NUMEL:
+    if not learnt_matrix(name, shape):
         return False
     if not (s.a_on_pair.m2 > 0 and s.b_on_pair.m2 > 0):
         return False

@@ -58,14 +58,15 @@ class Moments:
         """Sample skewness g1 = √n·m3 / m2^1.5 (scipy.stats.skew, bias=True); NaN when constant."""
         if self.n == 0 or self.m2 <= 0:
             return math.nan
-        return math.sqrt(self.n) * self.m3 / math.pow(self.m2, 1.5)
+        # Ratios first: m2^1.5 underflows to 0 for spreads below ~1e-100, m3/m2/√m2 does not.
+        return math.sqrt(self.n) * (self.m3 / self.m2) / math.sqrt(self.m2)
 
     @property
     def kurtosis(self) -> float:
         """Excess kurtosis n·m4 / m2² − 3 (scipy.stats.kurtosis, bias=True); NaN when constant."""
-        if self.n == 0 or self.m2 <= 0:
+        if self.n == 0 or self.m2 <= 0 or self.m4 <= 0:  # m4 = 0 with m2 > 0: m4 underflowed
             return math.nan
-        return self.n * self.m4 / (self.m2 * self.m2) - 3.0
+        return self.n * (self.m4 / self.m2) / self.m2 - 3.0
 
     @property
     def sum(self) -> float:
@@ -183,7 +184,8 @@ def _one_minus(direct: float, d2: float, gap_num: float, na: float, nb: float) -
     """
     if na == 0 or nb == 0 or not (math.isfinite(na) and math.isfinite(nb)):
         return math.nan
-    if direct > _NEAR:
+    # The d-based form cancels unless ‖x‖ ≈ ‖y‖ (its error grows like ε·max(‖x‖/‖y‖, ‖y‖/‖x‖)).
+    if direct > _NEAR or not 0.5 <= nb / na <= 2.0:
         return direct
     gap = gap_num / (na + nb)
     return (d2 - gap * gap) / (2 * na * nb)

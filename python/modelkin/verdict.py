@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .align import Alignment
-from .evidence import PairEvidence
+from .evidence import PairEvidence, log10_sf
 from .names import layer_index
 
 __all__ = ["KIN_LOG10_P", "RELATIONS", "Verdict", "decide"]
@@ -33,6 +33,7 @@ RELATIONS = (
     "quantized_copy",
     "noised_copy",
     "scaled_copy",
+    "partial_copy",
     "fine_tune",
     "independent",
     "inconclusive",
@@ -44,9 +45,10 @@ _TEXT = {
     "quantized_copy": "B is a quantized copy of A",
     "noised_copy": "B is a copy of A with Gaussian noise added",
     "scaled_copy": "B is A multiplied by a constant",
+    "partial_copy": "B is an unchanged copy of part of A",
     "fine_tune": "B and A share their weights' origin: one is a fine-tune (continued training) of the other",
     "independent": "B and A are independent: no tensor is more similar than chance",
-    "inconclusive": "the checkpoints have no learnt tensors in common to compare",
+    "inconclusive": "the checkpoints have no learnt matrices of matching shape to compare",
 }
 
 
@@ -66,7 +68,7 @@ class Verdict:
     layers_dropped: tuple[int, ...] = ()  # A's layers with no counterpart in B
     layers_added: tuple[int, ...] = ()
     vocab_rows: tuple[int, int] | None = None  # (rows in A, rows in B) of a resized embedding
-    shared_fraction: float = 0.0  # share of A's informative parameters found related in B
+    shared_fraction: float = 0.0  # share of A's learnt-matrix parameters found related in B
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -153,15 +155,19 @@ def decide(
     names_a: list[str],
     names_b: list[str],
     vocab_rows: tuple[int, int] | None = None,
+    learnt_params_a: int | None = None,
 ) -> Verdict:
     """The verdict for B against A (see the module docstring).
 
-    ``vocab_rows`` gives the row counts of an embedding whose rows were compared only in part.
+    ``vocab_rows`` gives the row counts of an embedding whose rows were compared only in part;
+    ``learnt_params_a`` the parameters in A's learnt matrices, aligned or not (the base of
+    ``shared_fraction``).
     """
     informative = [e for e in evidence if e.informative]
     renamed = alignment.renamed
-    dropped = _layers(list(alignment.only_a), names_a)
-    added = _layers(list(alignment.only_b), names_b)
+    aligned_layers = any(layer_index(p.a) is not None for p in alignment.pairs)
+    dropped = _layers(list(alignment.only_a), names_a) if aligned_layers else ()
+    added = _layers(list(alignment.only_b), names_b) if aligned_layers else ()
     common: dict[str, Any] = {
         "renamed": renamed,
         "layers_dropped": dropped,
@@ -169,12 +175,23 @@ def decide(
         "vocab_rows": vocab_rows,
     }
     if not informative:
+        if alignment.candidates and math.isfinite(alignment.best_z):
+            # Nothing paired up by name, and no content match among the equal-shaped matrices:
+            # the search itself is the test.
+            adj = min(0.0, log10_sf(alignment.best_z) + math.log10(alignment.candidates))
+            note = (
+                f"no tensor names in common, and none of {alignment.candidates} equal-shaped matrix pairs "
+                f"is more similar than chance (best z = {alignment.best_z:.1f})"
+            )
+            if adj <= KIN_LOG10_P:  # pragma: no cover - a match this strong would have been paired
+                return Verdict("inconclusive", adj, 0.0, notes=(note,), **common)
+            return Verdict("independent", adj, 10**adj, notes=(note,), **common)
         return Verdict("inconclusive", 0.0, 0.0, notes=("no learnt matrices could be aligned",), **common)
 
     k = len(informative)
     best = min(e.log10_p for e in informative)
     adjusted = min(0.0, best + math.log10(k))
-    params = sum(e.numel for e in informative)
+    params = max(sum(e.numel for e in informative), learnt_params_a or 0)
     rel = [e for e in informative if e.related]
     shared = sum(e.numel for e in rel) / params if params else 0.0
     notes: list[str] = []
@@ -201,18 +218,19 @@ def decide(
             relation, adjusted, confidence, shared_fraction=shared, notes=tuple(notes), **common, **kw
         )
 
-    everything_equal = all(e.kind == "identical" for e in evidence)
-    if everything_equal and not alignment.only_a and not alignment.only_b and vocab_rows is None:
-        return verdict("identical")
+    whole = not alignment.only_a and not alignment.only_b and vocab_rows is None
     main = set(kinds)
     if main <= {"identical", "cast"} and "cast" in main:
         casts = Counter(e.cast_to for e in rel if e.cast_to)
         return verdict("cast_copy", cast_to=casts.most_common(1)[0][0])
-    if main <= {"identical", "cast"}:
+    if main <= {"identical"}:
         dtypes = {(e.dtype_a, e.dtype_b) for e in evidence}
-        if any(a != b for a, b in dtypes):
+        if any(a != b for a, b in dtypes):  # equal values in another format: a lossless cast
             return verdict("cast_copy", cast_to=Counter(e.dtype_b for e in evidence).most_common(1)[0][0])
-        return verdict("identical")
+        if whole and all(e.kind == "identical" for e in evidence):
+            return verdict("identical")
+        if all(e.kind == "identical" for e in evidence):
+            return verdict("partial_copy")
     if kinds.get("quantized", 0) >= 0.8 * sum(kinds.values()):
         return verdict("quantized_copy")
     if kinds.get("scaled", 0) >= 0.8 * sum(kinds.values()):
