@@ -16,6 +16,7 @@ __all__ = [
     "open_checkpoint",
     "pair_stats",
     "read_pair",
+    "sample_values",
 ]
 
 __version__: str
@@ -45,11 +46,16 @@ def diff_pairs(
     a: str,
     b: str,
     pairs: list[tuple[str, str, int | None]],
+    singles_a: list[str] = ...,
+    singles_b: list[str] = ...,
     threads: int | None = None,
     progress: Callable[[int, int], object] | None = None,
     sample_size: int = 4096,
 ) -> dict[str, Any]:
-    """Streams the listed (name in A, name in B, leading rows or None) pairs once and compares each."""
+    """Streams the listed pairs and the listed single tensors of each side in one pass."""
+
+def sample_values(path: str, threads: int | None = None, sample_size: int = 4096) -> dict[str, Any]:
+    """Reads only the values at the sample positions of every tensor: a cheap sketch for alignment."""
 
 def pair_stats(
     a: npt.NDArray[np.uint8],

@@ -1,8 +1,9 @@
 """``modelkin.compare``: how checkpoint B relates to checkpoint A, with the evidence.
 
-Two streaming passes: the first sketches each model on its own (moments and a deterministic sample of
-values per tensor) so that tensors can be aligned without trusting their names; the second streams the
-aligned pairs and accumulates the statistics of their differences. The verdict is drawn from both.
+First each model is sketched on its own: the values at a deterministic set of positions per tensor
+(a few thousand reads, not a pass over the data), so that tensors can be aligned without trusting
+their names. Then one streaming pass over the aligned pairs accumulates the statistics of their
+differences (and of the tensors left unpaired). The verdict is drawn from both.
 """
 
 from __future__ import annotations
@@ -78,16 +79,20 @@ def compare(
     pa, pb = os.fspath(a), os.fspath(b)
     start = time.perf_counter()
     with progress_callback(progress, "compare") as cb:
-        raw_a = _modelkin.inspect(pa, n, cb, sample_size)
-        raw_b = _modelkin.inspect(pb, n, cb, sample_size)
-        sk_a, sk_b = _sketches(raw_a), _sketches(raw_b)
+        sk_a = _sketches(_modelkin.sample_values(pa, n, sample_size))
+        sk_b = _sketches(_modelkin.sample_values(pb, n, sample_size))
         alignment = align(sk_a, sk_b)
         plan = [(p.a, p.b, p.rows) for p in alignment.pairs]
-        raw = _modelkin.diff_pairs(pa, pb, plan, n, cb, sample_size)
+        raw = _modelkin.diff_pairs(
+            pa, pb, plan, list(alignment.only_a), list(alignment.only_b), n, cb, sample_size
+        )
     seconds = time.perf_counter() - start
 
     by_a = {t.name: t for t in sk_a}
     by_b = {t.name: t for t in sk_b}
+    singles = [TensorSummary.from_raw(t) for t in raw["singles_a"] + raw["singles_b"]]
+    single_a = {t.name: t for t in singles[: len(raw["singles_a"])]}
+    single_b = {t.name: t for t in singles[len(raw["singles_a"]) :]}
     evidence = []
     diffs = []
     for pairing, rp in zip(alignment.pairs, raw["pairs"]):
@@ -105,16 +110,13 @@ def compare(
         )
         diffs.append(TensorDiff(pairing.a, tuple(rp["shape"]), rp["dtype_a"], rp["dtype_b"], stats))
 
-    def summary(t: TensorSketch) -> TensorSummary:
-        return TensorSummary(t.name, t.dtype, t.shape, t.stats)
-
     total = PairStats.from_raw(raw["total"])
     diff = DiffResult(
         a=CheckpointInfo.from_raw(raw["a"]),
         b=CheckpointInfo.from_raw(raw["b"]),
         pairs=tuple(diffs),
-        only_a=tuple(summary(by_a[name]) for name in alignment.only_a),
-        only_b=tuple(summary(by_b[name]) for name in alignment.only_b),
+        only_a=tuple(single_a[name] for name in alignment.only_a),
+        only_b=tuple(single_b[name] for name in alignment.only_b),
         shape_mismatch=(),
         total=total,
         threads=n,

@@ -8,8 +8,9 @@ Hugging Face one (``layers.0.self_attn.q_proj``). Names that match no scheme are
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
-__all__ = ["canonical", "layer_index"]
+__all__ = ["canonical", "layer_index", "module_of"]
 
 #: Wrapper prefixes that frameworks and multimodal models put in front of a language model's names.
 PREFIXES = (
@@ -59,6 +60,7 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 _LAYER = re.compile(r"(?:^|\.)(?:layers|blk|h|block|blocks)\.(\d+)\.")
 
 
+@lru_cache(maxsize=65536)
 def canonical(name: str) -> str:
     """The canonical (Hugging Face Llama style, prefix-free) form of a tensor name."""
     out = name

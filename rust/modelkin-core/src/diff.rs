@@ -182,15 +182,29 @@ pub fn diff(
     })
 }
 
-/// Streams the listed pairs once and compares each; returns the records in the order given and
-/// their merged statistics.
+/// What [`diff_pairs`] returns.
+#[derive(Debug, Clone)]
+pub struct PairsReport {
+    /// One record per requested pair, in the order given.
+    pub pairs: Vec<PairRecord>,
+    /// The pairs' statistics merged in that order.
+    pub total: PairStats,
+    /// Statistics of the requested single tensors of A.
+    pub singles_a: Vec<TensorRecord>,
+    /// Statistics of the requested single tensors of B.
+    pub singles_b: Vec<TensorRecord>,
+}
+
+/// Streams the listed pairs, and the listed single tensors of each side, in one pass.
 pub fn diff_pairs<'a>(
     a: &'a Checkpoint,
     b: &'a Checkpoint,
     specs: &[PairSpec],
+    singles_a: &[String],
+    singles_b: &[String],
     opts: &Options,
     progress: &Progress,
-) -> Result<(Vec<PairRecord>, PairStats)> {
+) -> Result<PairsReport> {
     let mut planned = Vec::with_capacity(specs.len());
     for spec in specs {
         let (ta, tb) = (find(a, &spec.a)?, find(b, &spec.b)?);
@@ -232,18 +246,60 @@ pub fn diff_pairs<'a>(
         };
         planned.push((ta, tb, planned_pair));
     }
-    let jobs: Vec<Job> = planned
+    let ones_a = singles_a
+        .iter()
+        .map(|n| find(a, n))
+        .collect::<Result<Vec<_>>>()?;
+    let ones_b = singles_b
+        .iter()
+        .map(|n| find(b, n))
+        .collect::<Result<Vec<_>>>()?;
+    let mut jobs: Vec<Job> = planned
         .iter()
         .map(|(_, _, (sa, sb, _))| Job::Pair(*sa, *sb))
         .collect();
-    let results = run(&jobs, opts, progress)?;
+    jobs.extend(ones_a.iter().map(|t| Job::Single(source(a, t))));
+    jobs.extend(ones_b.iter().map(|t| Job::Single(source(b, t))));
+    let mut results = run(&jobs, opts, progress)?.into_iter();
     let pairs: Vec<PairRecord> = planned
         .into_iter()
-        .zip(results)
-        .map(|((ta, tb, (_, _, shape)), s)| pair_record(ta, tb, shape, Some(s)))
+        .map(|(ta, tb, (_, _, shape))| pair_record(ta, tb, shape, results.next()))
         .collect();
-    let total = total(&pairs);
-    Ok((pairs, total))
+    let singles_a = ones_a
+        .into_iter()
+        .map(|t| record(t, results.next()))
+        .collect();
+    let singles_b = ones_b
+        .into_iter()
+        .map(|t| record(t, results.next()))
+        .collect();
+    Ok(PairsReport {
+        total: total(&pairs),
+        pairs,
+        singles_a,
+        singles_b,
+    })
+}
+
+/// Reads only the values at the sample positions of every tensor (no statistics): a sketch for
+/// aligning tensors by content, at a small fraction of the cost of a full pass.
+pub fn sample_values(
+    ck: &Checkpoint,
+    opts: &Options,
+    progress: &Progress,
+) -> Result<Vec<TensorRecord>> {
+    let jobs: Vec<Job> = ck
+        .tensors
+        .iter()
+        .map(|t| Job::Sample(source(ck, t)))
+        .collect();
+    let results = run(&jobs, opts, progress)?;
+    Ok(ck
+        .tensors
+        .iter()
+        .zip(results)
+        .map(|(t, s)| record(t, Some(s)))
+        .collect())
 }
 
 fn find<'a>(ck: &'a Checkpoint, name: &str) -> Result<&'a Tensor> {

@@ -17,7 +17,10 @@ pub mod moments;
 pub mod stream;
 
 pub use checkpoint::Checkpoint;
-pub use diff::{diff, diff_pairs, inspect, DiffReport, PairRecord, PairSpec, TensorRecord};
+pub use diff::{
+    diff, diff_pairs, inspect, sample_values, DiffReport, PairRecord, PairSpec, PairsReport,
+    TensorRecord,
+};
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use stream::{Options, Progress};

@@ -124,19 +124,21 @@ pub enum Job<'a> {
     Single(Source<'a>),
     /// Statistics of a pair and of its difference b − a.
     Pair(Source<'a>, Source<'a>),
+    /// Only the values at the sample positions: reads a few thousand elements, not the tensor.
+    Sample(Source<'a>),
 }
 
 impl Job<'_> {
     fn numel(&self) -> u64 {
         match self {
-            Job::Single(x) => x.numel(),
+            Job::Single(x) | Job::Sample(x) => x.numel(),
             Job::Pair(a, _) => a.numel(),
         }
     }
 
     fn bytes(&self) -> u64 {
         match self {
-            Job::Single(x) => x.bytes.len() as u64,
+            Job::Single(x) | Job::Sample(x) => x.bytes.len() as u64,
             Job::Pair(a, b) => (a.bytes.len() + b.bytes.len()) as u64,
         }
     }
@@ -146,7 +148,8 @@ impl Job<'_> {
 #[derive(Debug, Clone, PartialEq)]
 #[allow(clippy::large_enum_variant)] // one per chunk of a million elements: boxing buys nothing
 pub enum Summary {
-    /// Result of a [`Job::Single`] and its sampled values.
+    /// Result of a [`Job::Single`] and its sampled values (for a [`Job::Sample`]: default
+    /// statistics and the sampled values).
     Single(ValueStats, Vec<f64>),
     /// Result of a [`Job::Pair`] and the sampled values of a and of b (same positions).
     Pair(PairStats, Vec<f64>, Vec<f64>),
@@ -242,6 +245,8 @@ fn run_item(job: &Job, item: &Item, sample_size: usize, scratch: &mut Scratch) -
             for (pos, n) in blocks {
                 let buf = &mut wa[..n as usize];
                 decode_into(x.dtype, x.range(pos, n), buf);
+                let next = (BLOCK as u64).min(end.saturating_sub(pos + n));
+                prefetch(x.range(pos + n, next));
                 sample.extend(
                     sampler
                         .positions(pos, pos + n)
@@ -251,6 +256,18 @@ fn run_item(job: &Job, item: &Item, sample_size: usize, scratch: &mut Scratch) -
             }
             x.release(item.start, item.len);
             Summary::Single(acc, sample)
+        }
+        Job::Sample(x) => {
+            let sampler = Sampler::new(x.numel(), sample_size);
+            let mut one = [0.0f64];
+            let sample = sampler
+                .positions(item.start, end)
+                .map(|p| {
+                    decode_into(x.dtype, x.range(p, 1), &mut one);
+                    one[0]
+                })
+                .collect();
+            Summary::Single(ValueStats::default(), sample)
         }
         Job::Pair(a, b) => {
             a.prefault(item.start, item.len);
@@ -299,7 +316,7 @@ fn prefetch(bytes: &[u8]) {
 
 fn empty_summary(job: &Job) -> Summary {
     match job {
-        Job::Single(_) => Summary::Single(ValueStats::default(), Vec::new()),
+        Job::Single(_) | Job::Sample(_) => Summary::Single(ValueStats::default(), Vec::new()),
         Job::Pair(..) => Summary::Pair(PairStats::default(), Vec::new(), Vec::new()),
     }
 }
@@ -397,7 +414,7 @@ pub fn read_only(jobs: &[Job], opts: &Options, progress: &Progress) -> Result<u6
                 }
                 let job = &jobs[item.job];
                 let s = match job {
-                    Job::Single(x) => touch(x, item),
+                    Job::Single(x) | Job::Sample(x) => touch(x, item),
                     Job::Pair(a, b) => touch(a, item).wrapping_add(touch(b, item)),
                 };
                 let per = job.bytes() / job.numel().max(1);

@@ -370,14 +370,18 @@ fn pair_stats<'py>(
     }
 }
 
-/// Streams the listed (name in A, name in B, leading rows or None) pairs once and compares each.
+/// Streams the listed (name in A, name in B, leading rows or None) pairs and the listed single
+/// tensors of each side in one pass.
 #[pyfunction]
-#[pyo3(signature = (a, b, pairs, threads=None, progress=None, sample_size=4096))]
+#[pyo3(signature = (a, b, pairs, singles_a=Vec::new(), singles_b=Vec::new(), threads=None, progress=None, sample_size=4096))]
+#[allow(clippy::too_many_arguments)]
 fn diff_pairs<'py>(
     py: Python<'py>,
     a: &str,
     b: &str,
     pairs: Vec<(String, String, Option<u64>)>,
+    singles_a: Vec<String>,
+    singles_b: Vec<String>,
     threads: Option<usize>,
     progress: Option<&Bound<'py, PyAny>>,
     sample_size: usize,
@@ -387,21 +391,59 @@ fn diff_pairs<'py>(
         .into_iter()
         .map(|(a, b, rows)| PairSpec { a, b, rows })
         .collect();
-    let (ca, cb, records, total) = enter(py, progress, |p| {
+    let (ca, cb, report) = enter(py, progress, |p| {
         let ca = open_ck(a)?;
         let cb = open_ck(b)?;
-        let (records, total) = modelkin_core::diff_pairs(&ca, &cb, &specs, &opts, p)?;
-        Ok((ca, cb, records, total))
+        let report = modelkin_core::diff_pairs(&ca, &cb, &specs, &singles_a, &singles_b, &opts, p)?;
+        Ok((ca, cb, report))
     })?;
     let d = PyDict::new(py);
     d.set_item("a", checkpoint_dict(py, &ca)?)?;
     d.set_item("b", checkpoint_dict(py, &cb)?)?;
+    d.set_item(
+        "total",
+        pair_dict(py, &report.total, Vec::new(), Vec::new())?,
+    )?;
     let list = PyList::empty(py);
-    for r in records {
+    for r in report.pairs {
         list.append(pair_record_dict(py, r)?)?;
     }
     d.set_item("pairs", list)?;
-    d.set_item("total", pair_dict(py, &total, Vec::new(), Vec::new())?)?;
+    for (key, records) in [
+        ("singles_a", &report.singles_a),
+        ("singles_b", &report.singles_b),
+    ] {
+        let l = PyList::empty(py);
+        for r in records {
+            l.append(record_dict(py, r)?)?;
+        }
+        d.set_item(key, l)?;
+    }
+    Ok(d)
+}
+
+/// Reads only the values at the sample positions of every tensor: a cheap sketch for alignment.
+#[pyfunction]
+#[pyo3(signature = (path, threads=None, sample_size=4096))]
+fn sample_values<'py>(
+    py: Python<'py>,
+    path: &str,
+    threads: Option<usize>,
+    sample_size: usize,
+) -> PyResult<Bound<'py, PyDict>> {
+    let opts = options(threads, sample_size);
+    let (ck, records) = enter(py, None, |p| {
+        let ck = open_ck(path)?;
+        let records = modelkin_core::sample_values(&ck, &opts, p)?;
+        Ok((ck, records))
+    })?;
+    let d = PyDict::new(py);
+    d.set_item("checkpoint", checkpoint_dict(py, &ck)?)?;
+    let list = PyList::empty(py);
+    for r in &records {
+        list.append(record_dict(py, r)?)?;
+    }
+    d.set_item("tensors", list)?;
     Ok(d)
 }
 
@@ -436,6 +478,7 @@ fn _modelkin(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(inspect, m)?)?;
     m.add_function(wrap_pyfunction!(diff, m)?)?;
     m.add_function(wrap_pyfunction!(diff_pairs, m)?)?;
+    m.add_function(wrap_pyfunction!(sample_values, m)?)?;
     m.add_function(wrap_pyfunction!(pair_stats, m)?)?;
     m.add_function(wrap_pyfunction!(read_pair, m)?)?;
     m.add_function(wrap_pyfunction!(default_threads, m)?)?;
