@@ -17,7 +17,7 @@ from . import _modelkin
 from .align import Alignment, TensorSketch, align
 from .checkpoint import CheckpointInfo
 from .diff import DiffResult, TensorDiff, TensorSummary, _threads, json_safe
-from .evidence import PairEvidence, assess, learnt_matrix
+from .evidence import PairEvidence, assess, kinship_z, learnt_matrix
 from .progress import ProgressArg, progress_callback
 from .stats import PairStats
 from .verdict import Verdict, decide
@@ -97,17 +97,9 @@ def compare(
     diffs = []
     for pairing, rp in zip(alignment.pairs, raw["pairs"]):
         stats = PairStats.from_raw(rp)
-        evidence.append(
-            assess(
-                pairing,
-                tuple(rp["shape"]),
-                rp["dtype_a"],
-                rp["dtype_b"],
-                stats,
-                stats.sample_a,
-                stats.sample_b,
-            )
-        )
+        shape = tuple(rp["shape"])
+        z = kinship_z(stats, shape, rp.get("positions"), rp.get("margins"))
+        evidence.append(assess(pairing, shape, rp["dtype_a"], rp["dtype_b"], stats, z))
         diffs.append(TensorDiff(pairing.a, tuple(rp["shape"]), rp["dtype_a"], rp["dtype_b"], stats))
 
     total = PairStats.from_raw(raw["total"])

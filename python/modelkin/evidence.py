@@ -1,10 +1,11 @@
 """Per-tensor evidence: what the difference between two aligned tensors says about how they relate.
 
-For each aligned pair the streaming pass gives exact moments of a, b and d = b − a; the two samples
-(a and b at the same positions) give an independence test that does not lean on those moments:
-under independence the sample correlation's Fisher z is ≈ N(0, 1), so ``log10_p`` is trustworthy even
-for trained weights with uneven rows, and for relatives it is astronomically small (reported as a
-log, so 1e-4000 is not printed as 0).
+For each aligned pair the streaming pass gives exact moments of a, b and d = b − a, and the row and
+column sums of both. The kinship test correlates the two samples (a and b at the same pseudo-random
+positions) after removing each matrix's row and column effects: rows tied to tokens (embeddings, LM
+heads) are alike in models trained on similar text even when they share nothing else, and the
+residuals leave that out. Under independence the residual correlation's Fisher z is ≈ N(0, 1); for
+relatives the p-value is astronomically small (reported as a log, so 1e-4000 is not printed as 0).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from scipy.stats import norm
 from .align import Pairing, sample_z
 from .stats import PairStats
 
-__all__ = ["PairEvidence", "assess", "learnt_matrix", "log10_sf"]
+__all__ = ["PairEvidence", "assess", "double_centred", "kinship_z", "learnt_matrix", "log10_sf"]
 
 #: Names of buffers that are fixed by the architecture, not learnt: equal in unrelated models.
 FIXED = re.compile(r"(inv_freq|position_ids|rotary|causal_mask|masked_bias|attn\.bias$|mel_filters|_cached)")
@@ -139,18 +140,50 @@ def _informative(name: str, shape: tuple[int, ...], s: PairStats, sample_a: npt.
     return int(np.unique(sample_a[np.isfinite(sample_a)]).size) >= MIN_DISTINCT
 
 
+def double_centred(
+    sample: npt.NDArray[np.float64],
+    positions: npt.NDArray[np.uint64],
+    shape: tuple[int, ...],
+    rows: npt.NDArray[np.float64],
+    cols: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
+    """Sampled values minus their row and column means (plus the grand mean): x_ij − r_i − c_j + m."""
+    n_rows, row_len = shape[0], math.prod(shape[1:])
+    i = (positions // row_len).astype(np.intp)
+    j = (positions % row_len).astype(np.intp)
+    row_mean = rows / row_len
+    col_mean = cols / n_rows
+    grand = float(rows.sum()) / (n_rows * row_len)
+    return np.asarray(sample - row_mean[i] - col_mean[j] + grand, dtype=np.float64)
+
+
+def kinship_z(
+    stats: PairStats,
+    shape: tuple[int, ...],
+    positions: npt.NDArray[np.uint64] | None,
+    margins: dict[str, npt.NDArray[np.float64]] | None,
+) -> float:
+    """The kinship z score of a pair: the residual correlation where row and column sums are known."""
+    sa, sb = stats.sample_a, stats.sample_b
+    matrix = len(shape) >= 2 and shape[0] >= 2 and math.prod(shape[1:]) >= 2
+    if matrix and positions is not None and margins is not None and len(margins["rows_a"]) == shape[0]:
+        sa = double_centred(sa, positions, shape, margins["rows_a"], margins["cols_a"])
+        sb = double_centred(sb, positions, shape, margins["rows_b"], margins["cols_b"])
+    return sample_z(sa, sb)
+
+
 def assess(
     pairing: Pairing,
     shape: tuple[int, ...],
     dtype_a: str,
     dtype_b: str,
     stats: PairStats,
-    sample_a: npt.NDArray[np.float64],
-    sample_b: npt.NDArray[np.float64],
+    z: float,
 ) -> PairEvidence:
-    """Reads one aligned pair: its independence test and which kind of change d looks like."""
+    """Reads one aligned pair: its kinship test (``z``, see :func:`kinship_z`) and which kind of
+    change d looks like."""
     s = stats
-    z = sample_z(sample_a, sample_b)
+    sample_a, sample_b = s.sample_a, s.sample_b
     lp = log10_sf(z) if math.isfinite(z) else 0.0
     informative = _informative(pairing.a, shape, s, sample_a)
     scale = 1.0 + s.c_da / s.a_on_pair.m2 if s.a_on_pair.m2 > 0 else math.nan

@@ -5,7 +5,7 @@ use crate::checkpoint::{Checkpoint, Tensor};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::kernel::{PairStats, ValueStats};
-use crate::stream::{run, Job, Options, Progress, Source, Summary};
+use crate::stream::{run, Job, Margins, Options, Progress, Source, Summary};
 
 /// A tensor, its statistics and its sampled values.
 #[derive(Debug, Clone)]
@@ -41,6 +41,8 @@ pub struct PairRecord {
     pub sample_a: Vec<f64>,
     /// Values of b at the same positions.
     pub sample_b: Vec<f64>,
+    /// Row and column sums of both tensors, when [`Options::margins`] asked for them.
+    pub margins: Option<Margins>,
 }
 
 /// Same name, different shapes: listed with each side's own statistics.
@@ -80,10 +82,16 @@ pub struct PairSpec {
 }
 
 fn source<'a>(ck: &'a Checkpoint, t: &'a Tensor) -> Source<'a> {
+    let shape = &t.info.shape;
     Source {
         bytes: ck.data(t),
         dtype: t.info.dtype,
         file: Some((&ck.files[t.file], t.info.offset)),
+        row_len: if shape.len() >= 2 {
+            shape[1..].iter().product()
+        } else {
+            0
+        },
     }
 }
 
@@ -102,9 +110,9 @@ fn record(t: &Tensor, summary: Option<Summary>) -> TensorRecord {
 }
 
 fn pair_record(ta: &Tensor, tb: &Tensor, shape: Vec<u64>, summary: Option<Summary>) -> PairRecord {
-    let (stats, sample_a, sample_b) = match summary {
-        Some(Summary::Pair(p, sa, sb)) => (p, sa, sb),
-        _ => (PairStats::default(), Vec::new(), Vec::new()),
+    let (stats, sample_a, sample_b, margins) = match summary {
+        Some(Summary::Pair(p, sa, sb, m)) => (p, sa, sb, m),
+        _ => (PairStats::default(), Vec::new(), Vec::new(), None),
     };
     PairRecord {
         name: ta.info.name.clone(),
@@ -115,6 +123,7 @@ fn pair_record(ta: &Tensor, tb: &Tensor, shape: Vec<u64>, summary: Option<Summar
         stats,
         sample_a,
         sample_b,
+        margins,
     }
 }
 

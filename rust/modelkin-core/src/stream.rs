@@ -46,6 +46,8 @@ pub struct Options {
     pub sample_size: usize,
     /// Elements per work item.
     pub chunk: u64,
+    /// Also sum the rows and columns of matrix pairs (see [`Margins`]).
+    pub margins: bool,
 }
 
 impl Default for Options {
@@ -54,6 +56,7 @@ impl Default for Options {
             threads: None,
             sample_size: DEFAULT_SAMPLE,
             chunk: DEFAULT_CHUNK,
+            margins: false,
         }
     }
 }
@@ -90,6 +93,9 @@ pub struct Source<'a> {
     pub dtype: DType,
     /// The mapped file and the bytes' offset in it, for paging hints; `None` for memory buffers.
     pub file: Option<(&'a MappedFile, u64)>,
+    /// Elements per row when the tensor is a matrix (its trailing dimensions flattened), else 0:
+    /// pair jobs then also sum rows and columns when [`Options::margins`] asks for it.
+    pub row_len: u64,
 }
 
 impl Source<'_> {
@@ -151,8 +157,85 @@ pub enum Summary {
     /// Result of a [`Job::Single`] and its sampled values (for a [`Job::Sample`]: default
     /// statistics and the sampled values).
     Single(ValueStats, Vec<f64>),
-    /// Result of a [`Job::Pair`] and the sampled values of a and of b (same positions).
-    Pair(PairStats, Vec<f64>, Vec<f64>),
+    /// Result of a [`Job::Pair`], the sampled values of a and of b (same positions), and the
+    /// row and column sums when they were asked for.
+    Pair(PairStats, Vec<f64>, Vec<f64>, Option<Margins>),
+}
+
+/// Row and column sums of the two tensors of a pair, viewed as matrices of `row_len` columns: what
+/// it takes to remove row and column effects (e.g. rows tied to tokens) before correlating them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Margins {
+    /// Index of the first row summed in `rows_a` / `rows_b`.
+    pub first_row: u64,
+    /// Σ over each row of a.
+    pub rows_a: Vec<f64>,
+    /// Σ over each row of b.
+    pub rows_b: Vec<f64>,
+    /// Σ over each column of a.
+    pub cols_a: Vec<f64>,
+    /// Σ over each column of b.
+    pub cols_b: Vec<f64>,
+}
+
+impl Margins {
+    fn new(start: u64, len: u64, row_len: u64) -> Margins {
+        let first_row = start / row_len;
+        let rows = ((start + len - 1) / row_len - first_row + 1) as usize;
+        Margins {
+            first_row,
+            rows_a: vec![0.0; rows],
+            rows_b: vec![0.0; rows],
+            cols_a: vec![0.0; row_len as usize],
+            cols_b: vec![0.0; row_len as usize],
+        }
+    }
+
+    /// Adds a block of values starting at element `pos`.
+    fn add(&mut self, pos: u64, xa: &[f64], xb: &[f64]) {
+        let row_len = self.cols_a.len() as u64;
+        let end = pos + xa.len() as u64;
+        let mut p = pos;
+        while p < end {
+            let r = p / row_len;
+            let seg_end = ((r + 1) * row_len).min(end);
+            let (i0, i1) = ((p - pos) as usize, (seg_end - pos) as usize);
+            let c0 = (p - r * row_len) as usize;
+            let ri = (r - self.first_row) as usize;
+            for (rows, cols, x) in [
+                (&mut self.rows_a, &mut self.cols_a, &xa[i0..i1]),
+                (&mut self.rows_b, &mut self.cols_b, &xb[i0..i1]),
+            ] {
+                rows[ri] += x.iter().sum::<f64>();
+                for (c, v) in cols[c0..c0 + x.len()].iter_mut().zip(x) {
+                    *c += v;
+                }
+            }
+            p = seg_end;
+        }
+    }
+
+    /// Appends the sums of the next part of the same tensor.
+    fn merge(&mut self, o: Margins) {
+        for (c, v) in self.cols_a.iter_mut().zip(&o.cols_a) {
+            *c += v;
+        }
+        for (c, v) in self.cols_b.iter_mut().zip(&o.cols_b) {
+            *c += v;
+        }
+        let next = self.first_row + self.rows_a.len() as u64;
+        for (k, (ra, rb)) in o.rows_a.into_iter().zip(o.rows_b).enumerate() {
+            let r = o.first_row + k as u64;
+            if r < next {
+                let i = (r - self.first_row) as usize;
+                self.rows_a[i] += ra;
+                self.rows_b[i] += rb;
+            } else {
+                self.rows_a.push(ra);
+                self.rows_b.push(rb);
+            }
+        }
+    }
 }
 
 /// Deterministic stratified sample positions: the tensor is cut into strata of equal size and one
@@ -193,6 +276,12 @@ impl Sampler {
     }
 }
 
+/// The sample positions of a tensor of `numel` elements (what [`Summary`] samples hold values at).
+pub fn sample_positions(numel: u64, sample_size: usize) -> Vec<u64> {
+    let s = Sampler::new(numel, sample_size);
+    s.positions(0, numel).collect()
+}
+
 fn splitmix64(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -230,7 +319,8 @@ impl Scratch {
     }
 }
 
-fn run_item(job: &Job, item: &Item, sample_size: usize, scratch: &mut Scratch) -> Summary {
+fn run_item(job: &Job, item: &Item, opts: &Options, scratch: &mut Scratch) -> Summary {
+    let sample_size = opts.sample_size;
     let end = item.start + item.len;
     let blocks = (item.start..end)
         .step_by(BLOCK)
@@ -275,6 +365,8 @@ fn run_item(job: &Job, item: &Item, sample_size: usize, scratch: &mut Scratch) -
             let sampler = Sampler::new(a.numel(), sample_size);
             let mut acc = PairStats::default();
             let (mut sample_a, mut sample_b) = (Vec::new(), Vec::new());
+            let mut margins = (opts.margins && a.row_len > 0)
+                .then(|| Margins::new(item.start, item.len, a.row_len));
             for (pos, n) in blocks {
                 let (xa, xb) = (&mut wa[..n as usize], &mut wb[..n as usize]);
                 decode_into(a.dtype, a.range(pos, n), xa);
@@ -289,11 +381,14 @@ fn run_item(job: &Job, item: &Item, sample_size: usize, scratch: &mut Scratch) -
                     sample_a.push(xa[i]);
                     sample_b.push(xb[i]);
                 }
+                if let Some(m) = margins.as_mut() {
+                    m.add(pos, xa, xb);
+                }
                 acc = acc.merge(&pair_block(xa, xb));
             }
             a.release(item.start, item.len);
             b.release(item.start, item.len);
-            Summary::Pair(acc, sample_a, sample_b)
+            Summary::Pair(acc, sample_a, sample_b, margins)
         }
     }
 }
@@ -317,7 +412,7 @@ fn prefetch(bytes: &[u8]) {
 fn empty_summary(job: &Job) -> Summary {
     match job {
         Job::Single(_) | Job::Sample(_) => Summary::Single(ValueStats::default(), Vec::new()),
-        Job::Pair(..) => Summary::Pair(PairStats::default(), Vec::new(), Vec::new()),
+        Job::Pair(..) => Summary::Pair(PairStats::default(), Vec::new(), Vec::new(), None),
     }
 }
 
@@ -355,7 +450,7 @@ pub fn run(jobs: &[Job], opts: &Options, progress: &Progress) -> Result<Vec<Summ
                     return Err(Error::Cancelled);
                 }
                 let job = &jobs[item.job];
-                let out = run_item(job, item, opts.sample_size, scratch);
+                let out = run_item(job, item, opts, scratch);
                 let per = job.bytes() / job.numel().max(1);
                 progress.done.fetch_add(per * item.len, Ordering::Relaxed);
                 Ok(out)
@@ -373,10 +468,17 @@ pub fn run(jobs: &[Job], opts: &Options, progress: &Progress) -> Result<Vec<Summ
                 s.extend(ps);
                 Summary::Single(acc.merge(&p), s)
             }
-            (Summary::Pair(acc, mut sa, mut sb), Summary::Pair(p, pa, pb)) => {
+            (Summary::Pair(acc, mut sa, mut sb, ma), Summary::Pair(p, pa, pb, mp)) => {
                 sa.extend(pa);
                 sb.extend(pb);
-                Summary::Pair(acc.merge(&p), sa, sb)
+                let margins = match (ma, mp) {
+                    (Some(mut m), Some(o)) => {
+                        m.merge(o);
+                        Some(m)
+                    }
+                    (m, o) => m.or(o),
+                };
+                Summary::Pair(acc.merge(&p), sa, sb, margins)
             }
             _ => unreachable!("a job's items all have the job's kind"),
         };
@@ -436,6 +538,7 @@ mod tests {
             bytes,
             dtype,
             file: None,
+            row_len: 0,
         }
     }
 
@@ -481,7 +584,7 @@ mod tests {
         assert_eq!(one, run_with(3, 4096));
         let other_chunking = run_with(2, 8192);
         match (&one[0], &other_chunking[0]) {
-            (Summary::Pair(p, s, _), Summary::Pair(q, t, _)) => {
+            (Summary::Pair(p, s, _, _), Summary::Pair(q, t, _, _)) => {
                 assert_eq!(s, t, "sample positions depend only on the tensor");
                 assert!((p.d.m2 - q.d.m2).abs() <= 1e-12 * p.d.m2);
             }

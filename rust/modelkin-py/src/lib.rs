@@ -195,10 +195,28 @@ fn record_dict<'py>(py: Python<'py>, r: &TensorRecord) -> PyResult<Bound<'py, Py
     Ok(d)
 }
 
-fn pair_record_dict<'py>(py: Python<'py>, r: PairRecord) -> PyResult<Bound<'py, PyDict>> {
+fn pair_record_dict<'py>(
+    py: Python<'py>,
+    r: PairRecord,
+    sample_size: usize,
+) -> PyResult<Bound<'py, PyDict>> {
+    let numel: u64 = r.shape.iter().product();
+    let positions = modelkin_core::stream::sample_positions(numel, sample_size);
+    let aligned = positions.len() == r.sample_a.len();
     let d = pair_dict(py, &r.stats, r.sample_a, r.sample_b)?;
     d.set_item("name", &r.name)?;
     d.set_item("name_b", &r.name_b)?;
+    if aligned {
+        d.set_item("positions", PyArray1::from_vec(py, positions))?;
+    }
+    if let Some(m) = r.margins {
+        let md = PyDict::new(py);
+        md.set_item("rows_a", PyArray1::from_vec(py, m.rows_a))?;
+        md.set_item("rows_b", PyArray1::from_vec(py, m.rows_b))?;
+        md.set_item("cols_a", PyArray1::from_vec(py, m.cols_a))?;
+        md.set_item("cols_b", PyArray1::from_vec(py, m.cols_b))?;
+        d.set_item("margins", md)?;
+    }
     d.set_item("shape", r.shape)?;
     d.set_item("dtype_a", r.dtype_a.name())?;
     d.set_item("dtype_b", r.dtype_b.name())?;
@@ -290,7 +308,7 @@ fn diff<'py>(
     d.set_item("b", checkpoint_dict(py, &cb)?)?;
     let pairs = PyList::empty(py);
     for r in report.pairs {
-        pairs.append(pair_record_dict(py, r)?)?;
+        pairs.append(pair_record_dict(py, r, sample_size)?)?;
     }
     d.set_item("pairs", pairs)?;
     d.set_item(
@@ -356,16 +374,18 @@ fn pair_stats<'py>(
             bytes: xa,
             dtype: da,
             file: None,
+            row_len: 0,
         },
         Source {
             bytes: xb,
             dtype: db,
             file: None,
+            row_len: 0,
         },
     );
     let out = enter(py, None, |p| modelkin_core::stream::run(&[job], &opts, p))?;
     match out.into_iter().next() {
-        Some(Summary::Pair(stats, sa, sb)) => pair_dict(py, &stats, sa, sb),
+        Some(Summary::Pair(stats, sa, sb, _)) => pair_dict(py, &stats, sa, sb),
         _ => Err(PyValueError::new_err("no result")),
     }
 }
@@ -386,7 +406,10 @@ fn diff_pairs<'py>(
     progress: Option<&Bound<'py, PyAny>>,
     sample_size: usize,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let opts = options(threads, sample_size);
+    let opts = Options {
+        margins: true,
+        ..options(threads, sample_size)
+    };
     let specs: Vec<PairSpec> = pairs
         .into_iter()
         .map(|(a, b, rows)| PairSpec { a, b, rows })
@@ -406,7 +429,7 @@ fn diff_pairs<'py>(
     )?;
     let list = PyList::empty(py);
     for r in report.pairs {
-        list.append(pair_record_dict(py, r)?)?;
+        list.append(pair_record_dict(py, r, sample_size)?)?;
     }
     d.set_item("pairs", list)?;
     for (key, records) in [
