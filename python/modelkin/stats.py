@@ -186,9 +186,11 @@ def _one_minus(direct: float, d2: float, gap_num: float, na: float, nb: float) -
         return math.nan
     # The d-based form cancels unless ‖x‖ ≈ ‖y‖ (its error grows like ε·max(‖x‖/‖y‖, ‖y‖/‖x‖)).
     if direct > _NEAR or not 0.5 <= nb / na <= 2.0:
-        return direct
-    gap = gap_num / (na + nb)
-    return (d2 - gap * gap) / (2 * na * nb)
+        value = direct
+    else:
+        gap = gap_num / (na + nb)
+        value = (d2 - gap * gap) / (2 * na * nb)
+    return min(max(value, 0.0), 2.0)  # rounding must not push a cosine past ±1
 
 
 @dataclass(frozen=True)
