@@ -248,18 +248,17 @@ def test_neuron_permuted_copy_is_related(zoo: Zoo) -> None:
     assert res.verdict.related, describe(res)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="permuted hidden units are not aligned yet: the 12 MLP matrices are paired by name, unpermuted, "
-    "and read as unrelated (log10 p ≈ 0, corr(d, a) ≈ −0.71); shared_fraction 0.46",
-)
 def test_neuron_permuted_mlp_tensors_are_recognised_as_related(zoo: Zoo) -> None:
     """Beyond the verdict: the permuted MLP matrices themselves must be found related to A's."""
     res = zoo.compare("base", "neurons")
     mlp = [e for e in res.evidence if ".mlp." in e.pairing.a]
     assert len(mlp) == 3 * derive.SHAPE.layers
     assert all(e.related for e in mlp), describe(res)
+    assert all(e.kind == "permuted" for e in mlp), describe(res)
     assert res.verdict.shared_fraction == pytest.approx(1.0), describe(res)
+    assert res.verdict.permuted_layers == tuple(range(derive.SHAPE.layers)), describe(res)
+    # The rest of the model is the base with small Gaussian noise: the unpermuted evidence says so.
+    assert res.verdict.relation == "noised_copy", describe(res)
 
 
 # -- independent controls -----------------------------------------------------------------------------

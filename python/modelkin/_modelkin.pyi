@@ -12,6 +12,7 @@ __all__ = [
     "default_threads",
     "diff",
     "diff_pairs",
+    "heads",
     "inspect",
     "open_checkpoint",
     "pair_stats",
@@ -66,6 +67,11 @@ def pair_stats(
     sample_size: int = 4096,
 ) -> dict[str, Any]:
     """Pair statistics of two equal-length byte buffers holding `a_dtype` and `b_dtype` elements."""
+
+def heads(
+    path: str, names: list[str], k: int = 64, threads: int | None = None
+) -> dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]]:
+    """The first `k` columns of every row and the first `k` rows of each named matrix."""
 
 def read_pair(a: str, b: str, threads: int | None = None) -> int:
     """Reads every tensor byte of two checkpoints without statistics; returns a checksum."""

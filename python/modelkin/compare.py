@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from . import _modelkin
 from .align import Alignment, TensorSketch, align
 from .checkpoint import CheckpointInfo
 from .diff import DiffResult, TensorDiff, TensorSummary, _threads, json_safe
-from .evidence import PairEvidence, assess, kinship_z, learnt_matrix
+from .evidence import PairEvidence, assess, kinship_z, learnt_matrix, log10_sf
 from .progress import ProgressArg, progress_callback
 from .stats import PairStats
+from .units import HEAD, match_units, mlp_triples
 from .verdict import Verdict, decide
 
 __all__ = ["COMPARE_SCHEMA", "CompareResult", "compare"]
@@ -86,7 +87,6 @@ def compare(
         raw = _modelkin.diff_pairs(
             pa, pb, plan, list(alignment.only_a), list(alignment.only_b), n, cb, sample_size
         )
-    seconds = time.perf_counter() - start
 
     by_a = {t.name: t for t in sk_a}
     by_b = {t.name: t for t in sk_b}
@@ -102,6 +102,8 @@ def compare(
         evidence.append(assess(pairing, shape, rp["dtype_a"], rp["dtype_b"], stats, z))
         diffs.append(TensorDiff(pairing.a, tuple(rp["shape"]), rp["dtype_a"], rp["dtype_b"], stats))
 
+    evidence = _unpermute(pa, pb, evidence, n)
+    seconds = time.perf_counter() - start
     total = PairStats.from_raw(raw["total"])
     diff = DiffResult(
         a=CheckpointInfo.from_raw(raw["a"]),
@@ -119,3 +121,33 @@ def compare(
     learnt = sum(t.numel for t in sk_a if learnt_matrix(t.name, t.shape))
     verdict = decide(evidence, alignment, [t.name for t in sk_a], [t.name for t in sk_b], vocab, learnt)
     return CompareResult(verdict, tuple(evidence), alignment, diff)
+
+
+def _unpermute(a: str, b: str, evidence: list[PairEvidence], threads: int) -> list[PairEvidence]:
+    """Looks for permuted hidden units where MLP matrices look unrelated in an otherwise related model.
+
+    Their evidence is replaced by the test of the unit matching (kind ``"permuted"``).
+    """
+    if not any(e.related and e.informative for e in evidence):
+        return evidence
+    by_a = {e.pairing.a: e for e in evidence}
+    suspects = {
+        layer: triple
+        for layer, triple in mlp_triples(
+            [(e.pairing.a, e.pairing.b) for e in evidence if e.rows_whole]
+        ).items()
+        if all(not by_a[t[0]].related for t in triple)
+    }
+    if not suspects:
+        return evidence
+    names_a = [t[0] for triple in suspects.values() for t in triple]
+    names_b = [t[1] for triple in suspects.values() for t in triple]
+    heads_a = _modelkin.heads(a, names_a, HEAD, threads)
+    heads_b = _modelkin.heads(b, names_b, HEAD, threads)
+    for layer, triple in suspects.items():
+        m = match_units(layer, triple, heads_a, heads_b)
+        if m is None or not m.permuted:
+            continue
+        for name_a, _ in m.tensors:
+            by_a[name_a] = replace(by_a[name_a], kind="permuted", z=m.z, log10_p=log10_sf(m.z))
+    return [by_a[e.pairing.a] for e in evidence]

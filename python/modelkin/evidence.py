@@ -67,7 +67,8 @@ class PairEvidence:
 
     ``kind`` is the pair's own reading: ``identical``, ``cast`` (b is a rounded to another float
     format), ``quantized`` (bounded, flat-topped differences), ``gaussian`` (d looks like added noise),
-    ``scaled`` (b ≈ c·a), ``update`` (related, with structured changes) or ``unrelated``.
+    ``scaled`` (b ≈ c·a), ``update`` (related, with structured changes), ``permuted`` (related once
+    hidden units are matched, see :mod:`modelkin.units`) or ``unrelated``.
     """
 
     pairing: Pairing
@@ -92,6 +93,11 @@ class PairEvidence:
     def related(self) -> bool:
         """Far more similar than independent tensors would be."""
         return self.kind != "unrelated"
+
+    @property
+    def rows_whole(self) -> bool:
+        """Whether the whole tensors were compared (not only their leading rows)."""
+        return self.pairing.rows is None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-ready fields."""

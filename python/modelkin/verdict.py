@@ -68,6 +68,7 @@ class Verdict:
     layers_dropped: tuple[int, ...] = ()  # A's layers with no counterpart in B
     layers_added: tuple[int, ...] = ()
     vocab_rows: tuple[int, int] | None = None  # (rows in A, rows in B) of a resized embedding
+    permuted_layers: tuple[int, ...] = ()  # layers whose MLP hidden units B holds in another order
     shared_fraction: float = 0.0  # share of A's learnt-matrix parameters found related in B
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -100,6 +101,8 @@ class Verdict:
             extra.append(f"layers {list(self.layers_added)} of B not in A")
         if self.vocab_rows:
             extra.append(f"vocabulary resized {self.vocab_rows[0]} → {self.vocab_rows[1]} rows")
+        if self.permuted_layers:
+            extra.append(f"MLP hidden units permuted in layers {list(self.permuted_layers)}")
         if self.related:
             extra.append(f"log10 p = {self.log10_p:.1f}")
         return s + (" (" + "; ".join(extra) + ")" if extra else "") + "."
@@ -121,6 +124,7 @@ class Verdict:
             "layers_dropped": list(self.layers_dropped),
             "layers_added": list(self.layers_added),
             "vocab_rows": list(self.vocab_rows) if self.vocab_rows else None,
+            "permuted_layers": list(self.permuted_layers),
             "shared_fraction": self.shared_fraction,
             "notes": list(self.notes),
         }
@@ -168,7 +172,9 @@ def decide(
     aligned_layers = any(layer_index(p.a) is not None for p in alignment.pairs)
     dropped = _layers(list(alignment.only_a), names_a) if aligned_layers else ()
     added = _layers(list(alignment.only_b), names_b) if aligned_layers else ()
+    permuted = tuple(sorted({layer_index(e.pairing.a) or 0 for e in evidence if e.kind == "permuted"}))
     common: dict[str, Any] = {
+        "permuted_layers": permuted,
         "renamed": renamed,
         "layers_dropped": dropped,
         "layers_added": added,
@@ -209,7 +215,8 @@ def decide(
     confidence = 1.0 - 10**adjusted
     kinds: Counter[str] = Counter()
     for e in rel:
-        kinds[e.kind] += e.numel
+        if e.kind != "permuted":  # their d, taken before unpermuting, says nothing about the change
+            kinds[e.kind] += e.numel
     if shared < 0.5:
         notes.append(f"only {shared:.0%} of A's learnt parameters are shared: B keeps part of A")
 

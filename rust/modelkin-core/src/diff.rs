@@ -347,3 +347,84 @@ pub fn read_pair(
         .collect();
     crate::stream::read_only(&jobs, opts, progress)
 }
+
+/// The leading values of a matrix along both axes: the first `k` columns of every row (rows × k,
+/// row-major) and the first `k` rows (k × columns). Hidden units that a derived model permuted are
+/// rows of one matrix and columns of the next; these are what matching them needs.
+#[derive(Debug, Clone)]
+pub struct Heads {
+    /// Tensor name.
+    pub name: String,
+    /// Rows of the matrix (its first dimension).
+    pub rows: u64,
+    /// Columns (its trailing dimensions flattened).
+    pub cols: u64,
+    /// Columns actually taken from each row (≤ k).
+    pub k_cols: u64,
+    /// Rows actually taken (≤ k).
+    pub k_rows: u64,
+    /// `rows × k_cols` values.
+    pub row_heads: Vec<f64>,
+    /// `k_rows × cols` values.
+    pub col_heads: Vec<f64>,
+}
+
+/// Reads [`Heads`] of the named matrices (tensors of fewer than two dimensions are an error).
+pub fn heads(ck: &Checkpoint, names: &[String], k: u64, opts: &Options) -> Result<Vec<Heads>> {
+    use rayon::prelude::*;
+    let tensors = names
+        .iter()
+        .map(|n| find(ck, n))
+        .collect::<Result<Vec<_>>>()?;
+    for t in &tensors {
+        if t.info.shape.len() < 2 {
+            return Err(Error::InvalidArgument(format!(
+                "tensor '{}' of shape {:?} is not a matrix",
+                t.info.name, t.info.shape
+            )));
+        }
+    }
+    let threads = crate::stream::resolve_threads(opts.threads)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| {
+            Error::InvalidArgument(format!("cannot start {threads} worker threads: {e}"))
+        })?;
+    Ok(pool.install(|| {
+        tensors
+            .par_iter()
+            .map(|t| {
+                let bytes = ck.data(t);
+                let size = t.info.dtype.size();
+                let rows = t.info.shape[0];
+                let cols: u64 = t.info.shape[1..].iter().product();
+                let (k_cols, k_rows) = (k.min(cols), k.min(rows));
+                let mut row_heads = vec![0.0; (rows * k_cols) as usize];
+                for (r, out) in row_heads.chunks_mut(k_cols.max(1) as usize).enumerate() {
+                    let start = r * (cols as usize) * size;
+                    crate::dtype::decode_into(
+                        t.info.dtype,
+                        &bytes[start..start + out.len() * size],
+                        out,
+                    );
+                }
+                let mut col_heads = vec![0.0; (k_rows * cols) as usize];
+                crate::dtype::decode_into(
+                    t.info.dtype,
+                    &bytes[..col_heads.len() * size],
+                    &mut col_heads,
+                );
+                Heads {
+                    name: t.info.name.clone(),
+                    rows,
+                    cols,
+                    k_cols,
+                    k_rows,
+                    row_heads,
+                    col_heads,
+                }
+            })
+            .collect()
+    }))
+}

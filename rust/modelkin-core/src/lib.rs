@@ -18,8 +18,8 @@ pub mod stream;
 
 pub use checkpoint::Checkpoint;
 pub use diff::{
-    diff, diff_pairs, inspect, sample_values, DiffReport, PairRecord, PairSpec, PairsReport,
-    TensorRecord,
+    diff, diff_pairs, heads, inspect, sample_values, DiffReport, Heads, PairRecord, PairSpec,
+    PairsReport, TensorRecord,
 };
 pub use dtype::DType;
 pub use error::{Error, Result};

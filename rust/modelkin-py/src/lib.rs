@@ -10,7 +10,7 @@ use modelkin_core::kernel::{PairStats, ValueStats};
 use modelkin_core::moments::Moments;
 use modelkin_core::stream::{Job, Source, Summary};
 use modelkin_core::{Checkpoint, DType, Error, Options, PairSpec, Progress};
-use numpy::{PyArray1, PyReadonlyArray1};
+use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
 use pyo3::exceptions::{PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -470,6 +470,32 @@ fn sample_values<'py>(
     Ok(d)
 }
 
+/// The first `k` columns of every row and the first `k` rows of each named matrix.
+#[pyfunction]
+#[pyo3(signature = (path, names, k=64, threads=None))]
+fn heads<'py>(
+    py: Python<'py>,
+    path: &str,
+    names: Vec<String>,
+    k: u64,
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let opts = options(threads, 0);
+    let found = enter(py, None, |_| {
+        let ck = open_ck(path)?;
+        modelkin_core::heads(&ck, &names, k, &opts)
+    })?;
+    let d = PyDict::new(py);
+    for h in found {
+        let rows =
+            PyArray1::from_vec(py, h.row_heads).reshape([h.rows as usize, h.k_cols as usize])?;
+        let cols =
+            PyArray1::from_vec(py, h.col_heads).reshape([h.k_rows as usize, h.cols as usize])?;
+        d.set_item(h.name, (rows, cols))?;
+    }
+    Ok(d)
+}
+
 /// Reads every tensor byte of two checkpoints through the engine without statistics (a floor
 /// for benchmarks); returns a checksum.
 #[pyfunction]
@@ -502,6 +528,7 @@ fn _modelkin(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(diff, m)?)?;
     m.add_function(wrap_pyfunction!(diff_pairs, m)?)?;
     m.add_function(wrap_pyfunction!(sample_values, m)?)?;
+    m.add_function(wrap_pyfunction!(heads, m)?)?;
     m.add_function(wrap_pyfunction!(pair_stats, m)?)?;
     m.add_function(wrap_pyfunction!(read_pair, m)?)?;
     m.add_function(wrap_pyfunction!(default_threads, m)?)?;
