@@ -9,7 +9,8 @@ two models are sampled at the same positions). Tensors are then paired
    score, is maximised over one-to-one assignments (``scipy.optimize.linear_sum_assignment``), with a
    small bonus for agreeing names so that unrelated models keep their name pairing;
 3. by canonical name with a different number of rows but the same row length (a changed vocabulary):
-   the shared leading rows are compared.
+   the shared leading rows are compared;
+4. separate Q, K and V projections against one fused QKV matrix: each against its block of rows.
 
 Every pair carries the method and the z score of its content match.
 """
@@ -76,9 +77,11 @@ class Pairing:
 
     a: str
     b: str
-    method: str  # "name", "content" or "rows"
+    method: str  # "name", "content", "rows" (shared leading rows) or "fused" (a row block of a fused matrix)
     z: float  # z score of the sample correlation (NaN where it cannot be computed)
-    rows: int | None = None  # compare only the first `rows` rows (changed vocabulary)
+    rows: int | None = None  # compare only `rows` rows, from `first_a` in A and `first_b` in B
+    first_a: int = 0
+    first_b: int = 0
 
     @property
     def renamed(self) -> bool:
@@ -110,7 +113,16 @@ class Alignment:
         """Plain, JSON-ready fields."""
         return {
             "pairs": [
-                {"a": p.a, "b": p.b, "method": p.method, "z": p.z, "rows": p.rows, "renamed": p.renamed}
+                {
+                    "a": p.a,
+                    "b": p.b,
+                    "method": p.method,
+                    "z": p.z,
+                    "rows": p.rows,
+                    "first_a": p.first_a,
+                    "first_b": p.first_b,
+                    "renamed": p.renamed,
+                }
                 for p in self.pairs
             ],
             "only_a": list(self.only_a),
@@ -157,6 +169,42 @@ def _corr_matrix(
     z[dx, :] = np.nan
     z[:, dy] = np.nan
     return z
+
+
+_SPLIT = ("self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight")
+_FUSED = "self_attn.qkv_proj.weight"
+
+
+def _fused(a: list[TensorSketch], b: list[TensorSketch], used_a: set[str], used_b: set[str]) -> list[Pairing]:
+    """Separate Q, K, V projections on one side, one fused QKV matrix ([Q; K; V] rows) on the other."""
+    out: list[Pairing] = []
+
+    def free(ts: list[TensorSketch], used: set[str]) -> dict[str, TensorSketch]:
+        return {t.canonical: t for t in ts if t.name not in used and len(t.shape) == 2}
+
+    fa, fb = free(a, used_a), free(b, used_b)
+    for split_side, fused_side, split_is_a in ((fa, fb, True), (fb, fa, False)):
+        for key, fused in fused_side.items():
+            if not key.endswith(_FUSED):
+                continue
+            prefix = key[: -len(_FUSED)]
+            parts = [split_side.get(prefix + s) for s in _SPLIT]
+            if any(p is None or p.shape[1] != fused.shape[1] for p in parts):
+                continue
+            if sum(p.shape[0] for p in parts if p) != fused.shape[0]:
+                continue
+            first = 0
+            for part in parts:
+                assert part is not None
+                rows = part.shape[0]
+                if split_is_a:
+                    out.append(Pairing(part.name, fused.name, "fused", math.nan, rows, 0, first))
+                else:
+                    out.append(Pairing(fused.name, part.name, "fused", math.nan, rows, first, 0))
+                (used_a if split_is_a else used_b).add(part.name)
+                first += rows
+            (used_b if split_is_a else used_a).add(fused.name)
+    return out
 
 
 def align(a: list[TensorSketch], b: list[TensorSketch]) -> Alignment:
@@ -220,7 +268,8 @@ def align(a: list[TensorSketch], b: list[TensorSketch]) -> Alignment:
         used_a.add(t.name)
         used_b.add(o.name)
 
-    pairs.sort(key=lambda p: p.a)
+    pairs.extend(_fused(a, b, used_a, used_b))
+    pairs.sort(key=lambda p: (p.a, p.first_a))
     return Alignment(
         tuple(pairs),
         tuple(sorted(t.name for t in a if t.name not in used_a)),

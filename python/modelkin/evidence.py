@@ -107,6 +107,8 @@ class PairEvidence:
             "b": self.pairing.b,
             "method": self.pairing.method,
             "rows": self.pairing.rows,
+            "first_a": self.pairing.first_a,
+            "first_b": self.pairing.first_b,
             "shape": list(self.shape),
             "dtype_a": self.dtype_a,
             "dtype_b": self.dtype_b,

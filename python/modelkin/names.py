@@ -51,6 +51,8 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"^blk\.(\d+)\.ffn_gate\.", r"layers.\1.mlp.gate_proj."),
         (r"^blk\.(\d+)\.ffn_up\.", r"layers.\1.mlp.up_proj."),
         (r"^blk\.(\d+)\.ffn_down\.", r"layers.\1.mlp.down_proj."),
+        # Fused QKV under other names (Baichuan)
+        (r"^layers\.(\d+)\.self_attn\.W_pack\.", r"layers.\1.self_attn.qkv_proj."),
         # GPT-2 style blocks
         (r"^h\.(\d+)\.", r"layers.\1."),
     )

@@ -69,16 +69,21 @@ pub struct DiffReport {
     pub total: PairStats,
 }
 
-/// One pair to compare: a tensor of A, a tensor of B, and optionally a number of leading rows.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One pair to compare: a tensor of A, a tensor of B, and optionally a block of rows of each.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PairSpec {
     /// Tensor name in A.
     pub a: String,
     /// Tensor name in B.
     pub b: String,
-    /// Compare only the first `rows` rows (both tensors must have rows of equal length); `None`
-    /// compares the whole tensors, which must hold the same number of elements.
+    /// Compare only `rows` rows (both tensors must have rows of equal length), starting at row
+    /// `first_a` of A and `first_b` of B; `None` compares the whole tensors, which must hold the
+    /// same number of elements.
     pub rows: Option<u64>,
+    /// First row of A compared when `rows` is set.
+    pub first_a: u64,
+    /// First row of B compared when `rows` is set.
+    pub first_b: u64,
 }
 
 fn source<'a>(ck: &'a Checkpoint, t: &'a Tensor) -> Source<'a> {
@@ -229,28 +234,34 @@ pub fn diff_pairs<'a>(
             }
             Some(rows) => {
                 let (shape_a, shape_b) = (&ta.info.shape, &tb.info.shape);
-                let fits = |shape: &[u64]| shape.first().is_some_and(|&r| rows <= r);
+                let fits = |shape: &[u64], first: u64| {
+                    shape
+                        .first()
+                        .is_some_and(|&r| first.checked_add(rows).is_some_and(|end| end <= r))
+                };
                 if shape_a.len() < 2
                     || shape_a[1..] != shape_b[1..]
-                    || !fits(shape_a)
-                    || !fits(shape_b)
+                    || !fits(shape_a, spec.first_a)
+                    || !fits(shape_b, spec.first_b)
                 {
                     return Err(Error::InvalidArgument(format!(
-                        "cannot compare the first {rows} rows of '{}' {shape_a:?} and '{}' {shape_b:?}",
-                        spec.a, spec.b
+                        "cannot compare rows {}..+{rows} of '{}' {shape_a:?} with rows {}..+{rows} of '{}' {shape_b:?}",
+                        spec.first_a, spec.a, spec.first_b, spec.b
                     )));
                 }
                 let row_len: u64 = shape_a[1..].iter().product();
-                let cut = |s: Source<'a>| -> Source<'a> {
-                    let bytes = (rows * row_len) as usize * s.dtype.size();
+                let cut = |s: Source<'a>, first: u64| -> Source<'a> {
+                    let size = s.dtype.size() as u64;
+                    let (start, len) = (first * row_len * size, rows * row_len * size);
                     Source {
-                        bytes: &s.bytes[..bytes],
+                        bytes: &s.bytes[start as usize..(start + len) as usize],
+                        file: s.file.map(|(f, off)| (f, off + start)),
                         ..s
                     }
                 };
                 let mut shape = shape_a.clone();
                 shape[0] = rows;
-                (cut(sa), cut(sb), shape)
+                (cut(sa, spec.first_a), cut(sb, spec.first_b), shape)
             }
         };
         planned.push((ta, tb, planned_pair));

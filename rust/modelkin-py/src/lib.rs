@@ -390,8 +390,8 @@ fn pair_stats<'py>(
     }
 }
 
-/// Streams the listed (name in A, name in B, leading rows or None) pairs and the listed single
-/// tensors of each side in one pass.
+/// Streams the listed pairs — (name in A, name in B, rows or None, first row of A, first row of
+/// B) — and the listed single tensors of each side in one pass.
 #[pyfunction]
 #[pyo3(signature = (a, b, pairs, singles_a=Vec::new(), singles_b=Vec::new(), threads=None, progress=None, sample_size=4096))]
 #[allow(clippy::too_many_arguments)]
@@ -399,7 +399,7 @@ fn diff_pairs<'py>(
     py: Python<'py>,
     a: &str,
     b: &str,
-    pairs: Vec<(String, String, Option<u64>)>,
+    pairs: Vec<(String, String, Option<u64>, u64, u64)>,
     singles_a: Vec<String>,
     singles_b: Vec<String>,
     threads: Option<usize>,
@@ -412,7 +412,13 @@ fn diff_pairs<'py>(
     };
     let specs: Vec<PairSpec> = pairs
         .into_iter()
-        .map(|(a, b, rows)| PairSpec { a, b, rows })
+        .map(|(a, b, rows, first_a, first_b)| PairSpec {
+            a,
+            b,
+            rows,
+            first_a,
+            first_b,
+        })
         .collect();
     let (ca, cb, report) = enter(py, progress, |p| {
         let ca = open_ck(a)?;
