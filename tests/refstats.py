@@ -131,6 +131,8 @@ def pair_stats(x: npt.NDArray[Any], y: npt.NDArray[Any]) -> dict[str, Any]:
         "d_std": dm["std"],
         "d_skewness": dm["skewness"],
         "d_kurtosis": dm["kurtosis"],
+        "d_min": float(d.min()) if n else NAN,
+        "d_max": float(d.max()) if n else NAN,
         "max_abs_d": float(np.abs(d).max()) if n else NAN,
         "rel_change": _ratio(math.sqrt(sum_d2), na),
         "cosine": _ratio(_fsum(a * b), na * nb),

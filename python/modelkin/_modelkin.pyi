@@ -46,15 +46,15 @@ def diff(
 def diff_pairs(
     a: str,
     b: str,
-    pairs: list[tuple[str, str, int | None, int, int]],
+    pairs: list[tuple[str, str, int | None, int, int, bool]],
     singles_a: list[str] = ...,
     singles_b: list[str] = ...,
     threads: int | None = None,
     progress: Callable[[int, int], object] | None = None,
     sample_size: int = 4096,
 ) -> dict[str, Any]:
-    """Streams the listed pairs — (name in A, name in B, rows or None, first row of A, first row of B)
-    — and the listed single tensors of each side in one pass."""
+    """Streams the listed pairs — (name in A, name in B, rows or None, first row of A, first row of B,
+    B transposed) — and the listed single tensors of each side in one pass."""
 
 def sample_values(path: str, threads: int | None = None, sample_size: int = 4096) -> dict[str, Any]:
     """Reads only the values at the sample positions of every tensor: a cheap sketch for alignment."""

@@ -10,7 +10,8 @@ two models are sampled at the same positions). Tensors are then paired
    small bonus for agreeing names so that unrelated models keep their name pairing;
 3. by canonical name with a different number of rows but the same row length (a changed vocabulary):
    the shared leading rows are compared;
-4. separate Q, K and V projections against one fused QKV matrix: each against its block of rows.
+4. separate Q, K and V projections against one fused QKV matrix: each against its block of rows;
+5. by canonical name where one matrix is stored as the transpose of the other (GPT-2's Conv1D).
 
 Every pair carries the method and the z score of its content match.
 """
@@ -82,6 +83,7 @@ class Pairing:
     rows: int | None = None  # compare only `rows` rows, from `first_a` in A and `first_b` in B
     first_a: int = 0
     first_b: int = 0
+    transposed: bool = False  # B stores the transpose of A's matrix
 
     @property
     def renamed(self) -> bool:
@@ -121,6 +123,7 @@ class Alignment:
                     "rows": p.rows,
                     "first_a": p.first_a,
                     "first_b": p.first_b,
+                    "transposed": p.transposed,
                     "renamed": p.renamed,
                 }
                 for p in self.pairs
@@ -207,6 +210,28 @@ def _fused(a: list[TensorSketch], b: list[TensorSketch], used_a: set[str], used_
     return out
 
 
+def _transposed(
+    a: list[TensorSketch], b: list[TensorSketch], used_a: set[str], used_b: set[str]
+) -> list[Pairing]:
+    """Same canonical name, one matrix the transpose of the other (e.g. GPT-2 Conv1D vs Linear)."""
+    out = []
+    free_b = {t.canonical: t for t in b if t.name not in used_b and len(t.shape) == 2}
+    for t in a:
+        o = free_b.get(t.canonical)
+        if (
+            t.name in used_a
+            or o is None
+            or len(t.shape) != 2
+            or o.shape != t.shape[::-1]
+            or o.shape == t.shape
+        ):
+            continue
+        out.append(Pairing(t.name, o.name, "transposed", math.nan, transposed=True))
+        used_a.add(t.name)
+        used_b.add(o.name)
+    return out
+
+
 def align(a: list[TensorSketch], b: list[TensorSketch]) -> Alignment:
     """Pairs the tensors of A with those of B (see the module docstring)."""
     pairs: list[Pairing] = []
@@ -269,6 +294,7 @@ def align(a: list[TensorSketch], b: list[TensorSketch]) -> Alignment:
         used_b.add(o.name)
 
     pairs.extend(_fused(a, b, used_a, used_b))
+    pairs.extend(_transposed(a, b, used_a, used_b))
     pairs.sort(key=lambda p: (p.a, p.first_a))
     return Alignment(
         tuple(pairs),

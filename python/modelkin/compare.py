@@ -83,7 +83,7 @@ def compare(
         sk_a = _sketches(_modelkin.sample_values(pa, n, sample_size))
         sk_b = _sketches(_modelkin.sample_values(pb, n, sample_size))
         alignment = align(sk_a, sk_b)
-        plan = [(p.a, p.b, p.rows, p.first_a, p.first_b) for p in alignment.pairs]
+        plan = [(p.a, p.b, p.rows, p.first_a, p.first_b, p.transposed) for p in alignment.pairs]
         raw = _modelkin.diff_pairs(
             pa, pb, plan, list(alignment.only_a), list(alignment.only_b), n, cb, sample_size
         )

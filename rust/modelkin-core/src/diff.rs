@@ -84,6 +84,8 @@ pub struct PairSpec {
     pub first_a: u64,
     /// First row of B compared when `rows` is set.
     pub first_b: u64,
+    /// B holds A's matrix transposed (A is [R, C], B is [C, R]): compare a[i, j] with b[j, i].
+    pub transpose_b: bool,
 }
 
 fn source<'a>(ck: &'a Checkpoint, t: &'a Tensor) -> Source<'a> {
@@ -97,6 +99,7 @@ fn source<'a>(ck: &'a Checkpoint, t: &'a Tensor) -> Source<'a> {
         } else {
             0
         },
+        transposed: false,
     }
 }
 
@@ -225,6 +228,25 @@ pub fn diff_pairs<'a>(
         let (sa, sb) = (source(a, ta), source(b, tb));
         let (na, nb) = (ta.info.numel(), tb.info.numel());
         let planned_pair = match spec.rows {
+            None if spec.transpose_b => {
+                let (shape_a, shape_b) = (&ta.info.shape, &tb.info.shape);
+                if shape_a.len() != 2
+                    || shape_b.len() != 2
+                    || shape_a[0] != shape_b[1]
+                    || shape_a[1] != shape_b[0]
+                {
+                    return Err(Error::InvalidArgument(format!(
+                        "'{}' {shape_a:?} is not the transpose of '{}' {shape_b:?}",
+                        spec.a, spec.b
+                    )));
+                }
+                let sb = Source {
+                    row_len: shape_a[1],
+                    transposed: true,
+                    ..sb
+                };
+                (sa, sb, shape_a.clone())
+            }
             None if na == nb => (sa, sb, ta.info.shape.clone()),
             None => {
                 return Err(Error::InvalidArgument(format!(

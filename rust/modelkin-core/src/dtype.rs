@@ -98,8 +98,7 @@ impl DType {
         }
     }
 
-    /// Whether `f32` holds every value of the dtype, and every difference of two values, exactly:
-    /// such tensors take the faster `f32` kernels.
+    /// Whether `f32` holds every value of the dtype exactly (so decoding goes through `f32`).
     pub fn fits_f32(self) -> bool {
         matches!(
             self,

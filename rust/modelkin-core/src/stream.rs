@@ -96,6 +96,9 @@ pub struct Source<'a> {
     /// Elements per row when the tensor is a matrix (its trailing dimensions flattened), else 0:
     /// pair jobs then also sum rows and columns when [`Options::margins`] asks for it.
     pub row_len: u64,
+    /// The bytes hold the transpose of the matrix to read (`row_len` columns): element (i, j) is
+    /// stored at (j, i). Used for weights that one framework stores transposed (GPT-2's Conv1D).
+    pub transposed: bool,
 }
 
 impl Source<'_> {
@@ -108,7 +111,29 @@ impl Source<'_> {
         &self.bytes[start as usize * s..(start + len) as usize * s]
     }
 
+    /// Decodes `out.len()` elements starting at element `start` of the matrix this source reads.
+    fn decode(&self, start: u64, out: &mut [f64]) {
+        if !self.transposed || self.row_len == 0 {
+            decode_into(self.dtype, self.range(start, out.len() as u64), out);
+            return;
+        }
+        let (cols, rows) = (self.row_len, self.numel() / self.row_len);
+        for (k, o) in out.iter_mut().enumerate() {
+            let p = start + k as u64;
+            let stored = (p % cols) * rows + p / cols;
+            decode_into(self.dtype, self.range(stored, 1), std::slice::from_mut(o));
+        }
+    }
+
+    /// The bytes a contiguous range of elements occupies, when they are contiguous in storage.
+    fn stored(&self, start: u64, len: u64) -> Option<&[u8]> {
+        (!self.transposed).then(|| self.range(start, len))
+    }
+
     fn prefault(&self, start: u64, len: u64) {
+        if self.transposed {
+            return;
+        }
         if let Some((file, off)) = self.file {
             let s = self.dtype.size() as u64;
             file.prefault(off + start * s, len * s);
@@ -116,6 +141,9 @@ impl Source<'_> {
     }
 
     fn release(&self, start: u64, len: u64) {
+        if self.transposed {
+            return;
+        }
         if let Some((file, off)) = self.file {
             let s = self.dtype.size() as u64;
             file.release(off + start * s, len * s);
@@ -334,9 +362,9 @@ fn run_item(job: &Job, item: &Item, opts: &Options, scratch: &mut Scratch) -> Su
             let mut sample = Vec::new();
             for (pos, n) in blocks {
                 let buf = &mut wa[..n as usize];
-                decode_into(x.dtype, x.range(pos, n), buf);
+                x.decode(pos, buf);
                 let next = (BLOCK as u64).min(end.saturating_sub(pos + n));
-                prefetch(x.range(pos + n, next));
+                prefetch(x.stored(pos + n, next));
                 sample.extend(
                     sampler
                         .positions(pos, pos + n)
@@ -353,7 +381,7 @@ fn run_item(job: &Job, item: &Item, opts: &Options, scratch: &mut Scratch) -> Su
             let sample = sampler
                 .positions(item.start, end)
                 .map(|p| {
-                    decode_into(x.dtype, x.range(p, 1), &mut one);
+                    x.decode(p, &mut one);
                     one[0]
                 })
                 .collect();
@@ -369,13 +397,13 @@ fn run_item(job: &Job, item: &Item, opts: &Options, scratch: &mut Scratch) -> Su
                 .then(|| Margins::new(item.start, item.len, a.row_len));
             for (pos, n) in blocks {
                 let (xa, xb) = (&mut wa[..n as usize], &mut wb[..n as usize]);
-                decode_into(a.dtype, a.range(pos, n), xa);
-                decode_into(b.dtype, b.range(pos, n), xb);
+                a.decode(pos, xa);
+                b.decode(pos, xb);
                 // Ask for the next block while this one is reduced: the reduction touches only
                 // cached data, so without this the memory system idles until the next decode.
                 let next = (BLOCK as u64).min(end.saturating_sub(pos + n));
-                prefetch(a.range(pos + n, next));
-                prefetch(b.range(pos + n, next));
+                prefetch(a.stored(pos + n, next));
+                prefetch(b.stored(pos + n, next));
                 for p in sampler.positions(pos, pos + n) {
                     let i = (p - pos) as usize;
                     sample_a.push(xa[i]);
@@ -393,9 +421,10 @@ fn run_item(job: &Job, item: &Item, opts: &Options, scratch: &mut Scratch) -> Su
     }
 }
 
-/// Hints the CPU to start loading `bytes` into cache.
+/// Hints the CPU to start loading `bytes` into cache (nothing for data that is not contiguous).
 #[inline]
-fn prefetch(bytes: &[u8]) {
+fn prefetch(bytes: Option<&[u8]>) {
+    let bytes = bytes.unwrap_or_default();
     #[cfg(target_arch = "x86_64")]
     for line in bytes.chunks(64) {
         // SAFETY: prefetching is a hint with no architectural effect; the pointer is valid.
@@ -539,6 +568,7 @@ mod tests {
             dtype,
             file: None,
             row_len: 0,
+            transposed: false,
         }
     }
 

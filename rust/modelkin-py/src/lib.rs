@@ -375,12 +375,14 @@ fn pair_stats<'py>(
             dtype: da,
             file: None,
             row_len: 0,
+            transposed: false,
         },
         Source {
             bytes: xb,
             dtype: db,
             file: None,
             row_len: 0,
+            transposed: false,
         },
     );
     let out = enter(py, None, |p| modelkin_core::stream::run(&[job], &opts, p))?;
@@ -391,7 +393,7 @@ fn pair_stats<'py>(
 }
 
 /// Streams the listed pairs — (name in A, name in B, rows or None, first row of A, first row of
-/// B) — and the listed single tensors of each side in one pass.
+/// B, B transposed) — and the listed single tensors of each side in one pass.
 #[pyfunction]
 #[pyo3(signature = (a, b, pairs, singles_a=Vec::new(), singles_b=Vec::new(), threads=None, progress=None, sample_size=4096))]
 #[allow(clippy::too_many_arguments)]
@@ -399,7 +401,7 @@ fn diff_pairs<'py>(
     py: Python<'py>,
     a: &str,
     b: &str,
-    pairs: Vec<(String, String, Option<u64>, u64, u64)>,
+    pairs: Vec<(String, String, Option<u64>, u64, u64, bool)>,
     singles_a: Vec<String>,
     singles_b: Vec<String>,
     threads: Option<usize>,
@@ -412,12 +414,13 @@ fn diff_pairs<'py>(
     };
     let specs: Vec<PairSpec> = pairs
         .into_iter()
-        .map(|(a, b, rows, first_a, first_b)| PairSpec {
+        .map(|(a, b, rows, first_a, first_b, transpose_b)| PairSpec {
             a,
             b,
             rows,
             first_a,
             first_b,
+            transpose_b,
         })
         .collect();
     let (ca, cb, report) = enter(py, progress, |p| {
