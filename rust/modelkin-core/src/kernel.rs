@@ -134,6 +134,16 @@ impl PairStats {
     }
 }
 
+/// x·y + z, fused (one rounding) where the copy of the kernel is compiled for a CPU with FMA.
+#[inline(always)]
+fn fma<const F: bool>(x: f64, y: f64, z: f64) -> f64 {
+    if F {
+        x.mul_add(y, z)
+    } else {
+        x * y + z
+    }
+}
+
 /// Adds lane partial sums into totals, in a fixed order.
 #[inline(always)]
 fn flush<const L: usize, const K: usize>(totals: &mut [f64; K], lanes: &mut [[f64; L]; K]) {
@@ -303,7 +313,7 @@ fn moments_robust(v: &[f64]) -> Moments {
 }
 
 #[inline(always)]
-fn pair_generic<const L: usize>(a: &[f64], b: &[f64]) -> PairStats {
+fn pair_generic<const L: usize, const F: bool>(a: &[f64], b: &[f64]) -> PairStats {
     debug_assert_eq!(a.len(), b.len());
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
@@ -364,16 +374,16 @@ fn pair_generic<const L: usize>(a: &[f64], b: &[f64]) -> PairStats {
                 let ed = (y - x) - md;
                 let (ea2, eb2, ed2) = (ea * ea, eb * eb, ed * ed);
                 acc[0][l] += ea2;
-                acc[1][l] += ea2 * ea;
-                acc[2][l] += ea2 * ea2;
+                acc[1][l] = fma::<F>(ea2, ea, acc[1][l]);
+                acc[2][l] = fma::<F>(ea2, ea2, acc[2][l]);
                 acc[3][l] += eb2;
-                acc[4][l] += eb2 * eb;
-                acc[5][l] += eb2 * eb2;
+                acc[4][l] = fma::<F>(eb2, eb, acc[4][l]);
+                acc[5][l] = fma::<F>(eb2, eb2, acc[5][l]);
                 acc[6][l] += ed2;
-                acc[7][l] += ed2 * ed;
-                acc[8][l] += ed2 * ed2;
-                acc[9][l] += ed * ea;
-                acc[10][l] += ea * eb;
+                acc[7][l] = fma::<F>(ed2, ed, acc[7][l]);
+                acc[8][l] = fma::<F>(ed2, ed2, acc[8][l]);
+                acc[9][l] = fma::<F>(ed, ea, acc[9][l]);
+                acc[10][l] = fma::<F>(ea, eb, acc[10][l]);
             }
             Step::Flush => flush(&mut c, &mut acc),
         },
@@ -492,10 +502,33 @@ macro_rules! dispatch {
     };
 }
 
-dispatch!(
-    /// Statistics of one block of a tensor pair (`a` and `b` of equal length).
-    pair_block, pair_generic, (a: &[f64], b: &[f64]) -> PairStats
-);
+/// Statistics of one block of a tensor pair (`a` and `b` of equal length).
+///
+/// The AVX-512 and AVX2 copies also use fused multiply-adds where the CPU has them, so the last
+/// bits of the higher moments can differ between machines (never between thread counts).
+pub fn pair_block(a: &[f64], b: &[f64]) -> PairStats {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,fma")]
+        fn wide512(a: &[f64], b: &[f64]) -> PairStats {
+            pair_generic::<8, true>(a, b)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn wide256(a: &[f64], b: &[f64]) -> PairStats {
+            pair_generic::<4, true>(a, b)
+        }
+        let fma = std::arch::is_x86_feature_detected!("fma");
+        if fma && std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F and FMA, checked just above.
+            return unsafe { wide512(a, b) };
+        }
+        if fma && std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 and FMA, checked just above.
+            return unsafe { wide256(a, b) };
+        }
+    }
+    pair_generic::<2, false>(a, b)
+}
 dispatch!(
     /// Statistics of one block of a single tensor.
     single_block, single_generic, (x: &[f64]) -> ValueStats
@@ -525,7 +558,7 @@ mod tests {
             p.equal,
             a.iter().zip(&b).filter(|(x, y)| x == y).count() as u64
         );
-        assert_eq!(p.equal, pair_generic::<2>(&a, &b).equal);
+        assert_eq!(p.equal, pair_generic::<2, false>(&a, &b).equal);
     }
 
     #[test]
