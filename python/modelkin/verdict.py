@@ -69,6 +69,8 @@ class Verdict:
     layers_added: tuple[int, ...] = ()
     vocab_rows: tuple[int, int] | None = None  # (rows in A, rows in B) of a resized embedding
     permuted_layers: tuple[int, ...] = ()  # layers whose MLP hidden units B holds in another order
+    shared: tuple[str, ...] = ()  # where B keeps A's weights: "layer 3", "model.embed_tokens.weight", …
+    replaced: tuple[str, ...] = ()  # where B's learnt matrices are unrelated to A's
     shared_fraction: float = 0.0  # share of A's learnt-matrix parameters found related in B
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -103,6 +105,8 @@ class Verdict:
             extra.append(f"vocabulary resized {self.vocab_rows[0]} → {self.vocab_rows[1]} rows")
         if self.permuted_layers:
             extra.append(f"MLP hidden units permuted in layers {list(self.permuted_layers)}")
+        if self.related and self.replaced:
+            extra.append(f"shared: {_short(self.shared)}; replaced: {_short(self.replaced)}")
         if self.related:
             extra.append(f"log10 p = {self.log10_p:.1f}")
         return s + (" (" + "; ".join(extra) + ")" if extra else "") + "."
@@ -125,9 +129,31 @@ class Verdict:
             "layers_added": list(self.layers_added),
             "vocab_rows": list(self.vocab_rows) if self.vocab_rows else None,
             "permuted_layers": list(self.permuted_layers),
+            "shared": list(self.shared),
+            "replaced": list(self.replaced),
             "shared_fraction": self.shared_fraction,
             "notes": list(self.notes),
         }
+
+
+def _short(groups: tuple[str, ...], most: int = 6) -> str:
+    return ", ".join(groups[:most]) + (f" and {len(groups) - most} more" if len(groups) > most else "")
+
+
+def _localise(informative: list[PairEvidence]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Groups (a layer, or a tensor outside the layers) whose learnt matrices are all related, and
+    groups whose matrices are all unrelated."""
+    groups: dict[str, list[bool]] = {}
+    for e in informative:
+        layer = layer_index(e.pairing.a)
+        groups.setdefault(e.pairing.a if layer is None else f"layer {layer}", []).append(e.related)
+
+    def order(g: str) -> tuple[int, int, str]:
+        return (0, int(g.split()[1]), "") if g.startswith("layer ") else (1, 0, g)
+
+    shared = tuple(sorted((g for g, r in groups.items() if all(r)), key=order))
+    replaced = tuple(sorted((g for g, r in groups.items() if not any(r)), key=order))
+    return shared, replaced
 
 
 def _layers(names: list[str], all_names: list[str]) -> tuple[int, ...]:
@@ -221,6 +247,7 @@ def decide(
         )
 
     confidence = 1.0 - 10**adjusted
+    common["shared"], common["replaced"] = _localise(informative)
     kinds: Counter[str] = Counter()
     for e in rel:
         if e.kind != "permuted":  # their d, taken before unpermuting, says nothing about the change
@@ -244,8 +271,8 @@ def decide(
             return verdict("cast_copy", cast_to=Counter(e.dtype_b for e in evidence).most_common(1)[0][0])
         if whole and all(e.kind == "identical" for e in evidence):
             return verdict("identical")
-        if all(e.kind == "identical" for e in evidence):
-            return verdict("partial_copy")
+        # Whatever B shares with A it holds unchanged; the rest is missing or its own.
+        return verdict("partial_copy")
     if kinds.get("quantized", 0) >= 0.8 * sum(kinds.values()):
         return verdict("quantized_copy")
     if kinds.get("scaled", 0) >= 0.8 * sum(kinds.values()):
