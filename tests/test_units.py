@@ -63,3 +63,33 @@ def test_mlp_blocks_are_grouped_by_layer() -> None:
             ("model.layers.3.mlp.down_proj.weight", "y", "cols"),
         ]
     }
+
+
+def test_permuted_attention_heads_are_found_in_a_noised_copy(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import modelkin
+    from modelkin.demo import DemoShape, llama_like
+    from safetensors.numpy import save_file
+
+    shape = DemoShape(vocab=512, hidden=256, intermediate=512, layers=2, heads=8, kv_heads=2)
+    hd = shape.hidden // shape.heads
+    base = llama_like(shape, seed=0)
+    rng = np.random.default_rng(1)
+    child = {k: (v + rng.normal(0, 1e-3, v.shape)).astype(np.float32) for k, v in base.items()}
+    for layer in range(shape.layers):
+        p = f"model.layers.{layer}.self_attn."
+        q_perm = rng.permutation(shape.heads)  # some heads may keep their place
+        rows = np.concatenate([np.arange(h * hd, (h + 1) * hd) for h in q_perm])
+        child[p + "q_proj.weight"] = child[p + "q_proj.weight"][rows]
+        child[p + "o_proj.weight"] = np.ascontiguousarray(child[p + "o_proj.weight"][:, rows])
+        kv_perm = np.array([1, 0])  # the two key/value heads swapped
+        kv_rows = np.concatenate([np.arange(h * hd, (h + 1) * hd) for h in kv_perm])
+        for name in ("k_proj.weight", "v_proj.weight"):
+            child[p + name] = child[p + name][kv_rows]
+    save_file(base, str(tmp_path / "a.safetensors"))
+    save_file(child, str(tmp_path / "b.safetensors"))
+    res = modelkin.compare(tmp_path / "a.safetensors", tmp_path / "b.safetensors")
+    attention = [e for e in res.evidence if ".self_attn." in e.pairing.a]
+    kinds = [(e.pairing.a, e.kind) for e in attention]
+    assert attention and all(k == "permuted" for _, k in kinds), kinds
+    assert res.verdict.relation == "noised_copy", res.verdict.sentence
+    assert res.verdict.shared_fraction == 1.0

@@ -20,7 +20,7 @@ from .diff import DiffResult, TensorDiff, TensorSummary, _threads, json_safe
 from .evidence import PairEvidence, assess, kinship_z, learnt_matrix, log10_sf
 from .progress import ProgressArg, progress_callback
 from .stats import PairStats
-from .units import HEAD, match_units, mlp_triples
+from .units import FAMILIES, HEAD, match_units, unit_groups
 from .verdict import Verdict, decide
 
 __all__ = ["COMPARE_SCHEMA", "CompareResult", "compare"]
@@ -123,29 +123,40 @@ def compare(
     return CompareResult(verdict, tuple(evidence), alignment, diff)
 
 
+#: A related matrix correlating less than this with its counterpart may hold some units moved.
+_LOW_R = 0.9
+
+
+def _scrambled(e: PairEvidence) -> bool:
+    """Whether a matrix looks unrelated, or related only weakly, element by element: what a
+    permutation of its units that left some of them in place would look like."""
+    return not e.related or (e.kind == "update" and e.stats.pearson < _LOW_R)
+
+
 def _unpermute(a: str, b: str, evidence: list[PairEvidence], threads: int) -> list[PairEvidence]:
-    """Looks for permuted hidden units where MLP matrices look unrelated in an otherwise related model.
+    """Looks for permuted hidden units (MLP units, attention heads) where some of a layer's matrices
+    look unrelated in an otherwise related model.
 
     Their evidence is replaced by the test of the unit matching (kind ``"permuted"``).
     """
     if not any(e.related and e.informative for e in evidence):
         return evidence
     by_a = {e.pairing.a: e for e in evidence}
-    suspects = {
-        layer: triple
-        for layer, triple in mlp_triples(
-            [(e.pairing.a, e.pairing.b) for e in evidence if e.rows_whole]
-        ).items()
-        if all(not by_a[t[0]].related for t in triple)
-    }
+    whole = [(e.pairing.a, e.pairing.b) for e in evidence if e.rows_whole]
+    suspects = [
+        (family, block, layer, group)
+        for family, members, block in FAMILIES
+        for layer, group in unit_groups(whole, members).items()
+        if any(_scrambled(by_a[t[0]]) for t in group)
+    ]
     if not suspects:
         return evidence
-    names_a = [t[0] for triple in suspects.values() for t in triple]
-    names_b = [t[1] for triple in suspects.values() for t in triple]
+    names_a = sorted({t[0] for *_, group in suspects for t in group})
+    names_b = sorted({t[1] for *_, group in suspects for t in group})
     heads_a = _modelkin.heads(a, names_a, HEAD, threads)
     heads_b = _modelkin.heads(b, names_b, HEAD, threads)
-    for layer, triple in suspects.items():
-        m = match_units(layer, triple, heads_a, heads_b)
+    for family, block, layer, group in suspects:
+        m = match_units(layer, group, heads_a, heads_b, block, family)
         if m is None or not m.permuted:
             continue
         for name_a, _ in m.tensors:
