@@ -15,7 +15,7 @@ from __future__ import annotations
 from . import errors
 from ._modelkin import __version__
 from .checkpoint import CheckpointInfo, TensorInfo, open
-from .compare import CompareResult, compare
+from .compare import CompareResult, compare, compare_fingerprints
 from .diff import SCHEMA, DiffResult, InspectResult, TensorDiff, TensorSummary, diff, inspect, pair_stats
 from .errors import (
     InvalidCheckpointError,
@@ -25,6 +25,9 @@ from .errors import (
     UnknownDtypeError,
     UnsupportedFormatError,
 )
+from .fingerprint import Fingerprint, fingerprint
+from .fingerprint import load as load_fingerprint
+from .registry import Registry
 from .stats import Moments, PairStats, ValueStats
 
 __all__ = [
@@ -32,6 +35,7 @@ __all__ = [
     "CheckpointInfo",
     "CompareResult",
     "DiffResult",
+    "Fingerprint",
     "InspectResult",
     "InvalidCheckpointError",
     "InvalidIndexError",
@@ -39,6 +43,7 @@ __all__ = [
     "ModelkinError",
     "Moments",
     "PairStats",
+    "Registry",
     "TensorDiff",
     "TensorInfo",
     "TensorSummary",
@@ -47,9 +52,12 @@ __all__ = [
     "ValueStats",
     "__version__",
     "compare",
+    "compare_fingerprints",
     "diff",
     "errors",
+    "fingerprint",
     "inspect",
+    "load_fingerprint",
     "open",
     "pair_stats",
 ]

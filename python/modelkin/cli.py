@@ -20,8 +20,10 @@ from rich.table import Table
 
 from . import __version__
 from .compare import CompareResult, compare
-from .diff import DiffResult, InspectResult, diff, inspect
+from .diff import DiffResult, InspectResult, diff, inspect, json_safe
 from .errors import ModelkinError
+from .fingerprint import fingerprint
+from .registry import Registry
 
 __all__ = ["main"]
 
@@ -77,6 +79,37 @@ def _parser() -> argparse.ArgumentParser:
         "(identical, cast, quantized, noised or scaled)",
     )
     sp.add_argument("--top", type=int, default=15, help="evidence rows shown (0 = all)")
+    common(sp)
+
+    sp = sub.add_parser("fingerprint", help="write a compact fingerprint of a checkpoint")
+    sp.add_argument("path", help="the checkpoint")
+    sp.add_argument("-o", "--output", required=True, help="fingerprint file to write")
+    sp.add_argument("--sample-size", type=int, default=2048, help="values sampled per tensor")
+    common(sp)
+
+    sp = sub.add_parser("registry", help="manage the local registry of fingerprints")
+    sp.add_argument(
+        "--registry", default=None, help="registry file (default: MODELKIN_REGISTRY or the data dir)"
+    )
+    rsub = sp.add_subparsers(dest="action", required=True, metavar="ACTION")
+    r = rsub.add_parser("add", help="register a checkpoint or fingerprint file")
+    r.add_argument("source", help="checkpoint or fingerprint file")
+    r.add_argument("--name", default=None, help="name in the registry (default: the file or folder name)")
+    r.add_argument("--replace", action="store_true", help="overwrite an entry of the same name")
+    r = rsub.add_parser("list", help="list the registered fingerprints")
+    r.add_argument("--json", action="store_true", help="print JSON")
+    r = rsub.add_parser("remove", help="remove an entry")
+    r.add_argument("name")
+    r = rsub.add_parser("show", help="describe an entry")
+    r.add_argument("name")
+    r.add_argument("--json", action="store_true", help="print JSON")
+
+    sp = sub.add_parser("identify", help="rank the registered models as ancestors of a suspect")
+    sp.add_argument("suspect", help="checkpoint or fingerprint file")
+    sp.add_argument(
+        "--registry", default=None, help="registry file (default: MODELKIN_REGISTRY or the data dir)"
+    )
+    sp.add_argument("--top", type=int, default=10, help="entries shown (0 = all)")
     common(sp)
 
     sp = sub.add_parser("demo", help="write a small model and a Llama3-V-style noised copy, and compare them")
@@ -227,8 +260,75 @@ def _print_compare(res: CompareResult, out: Console, top: int) -> None:
     out.print(f"{res.diff.seconds:.2f} s on {res.diff.threads} thread(s)")
 
 
+def _run_registry(args: argparse.Namespace, out: Console) -> int:
+    reg = Registry(args.registry)
+    if args.command == "identify":
+        matches = reg.identify(args.suspect, top=args.top, threads=args.threads)
+        if args.json:
+            print(
+                json.dumps(
+                    json_safe({"registry": str(reg.path), "matches": [m.to_dict() for m in matches]}),
+                    indent=1,
+                )
+            )
+            return 0
+        t = Table(show_edge=False, pad_edge=False)
+        for col in ("rank", "model", "relation", "log10 p", "shared", "verdict"):
+            t.add_column(col, justify="right" if col in ("rank", "log10 p", "shared") else "left")
+        for i, m in enumerate(matches, 1):
+            t.add_row(
+                str(i), m.name, m.relation, _num(m.log10_p, ".1f"), f"{m.shared_fraction:.0%}", m.sentence
+            )
+        out.print(t)
+        return 0
+    if args.action == "add":
+        e = reg.add(args.source, args.name, replace=args.replace)
+        out.print(
+            f"registered '{e.name}' ({e.n_params:,} parameters, {e.n_tensors} tensors, "
+            f"{e.size:,} bytes) in {reg.path}"
+        )
+    elif args.action == "list":
+        entries = reg.list()
+        if args.json:
+            print(json.dumps([e.to_dict() for e in entries], indent=1))
+            return 0
+        t = Table(show_edge=False, pad_edge=False)
+        for col in ("name", "parameters", "tensors", "bytes", "created", "source"):
+            t.add_column(col, justify="right" if col in ("parameters", "tensors", "bytes") else "left")
+        for e in entries:
+            t.add_row(e.name, f"{e.n_params:,}", str(e.n_tensors), f"{e.size:,}", e.created, e.source)
+        out.print(t)
+    elif args.action == "remove":
+        try:
+            reg.remove(args.name)
+        except KeyError as e:
+            raise ValueError(e.args[0]) from None
+        out.print(f"removed '{args.name}' from {reg.path}")
+    else:  # show
+        try:
+            fp = reg.get(args.name)
+        except KeyError as e:
+            raise ValueError(e.args[0]) from None
+        info = {
+            "name": args.name,
+            "source": fp.source,
+            "created": fp.created,
+            "sample_size": fp.sample_size,
+            "checkpoint": fp.checkpoint.to_dict(),
+            "files": list(fp.files),
+        }
+        if args.json:
+            print(json.dumps(json_safe(info), indent=1))
+        else:
+            for k, v in info.items():
+                out.print(f"{k}: {v}")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     out = _console(sys.stdout)
+    if args.command in ("registry", "identify"):
+        return _run_registry(args, out)
     # The bar redraws with cursor codes: none under NO_COLOR, none with --quiet or --json.
     progress = not (args.quiet or args.json or _no_color())
     if args.command == "inspect":
@@ -237,6 +337,17 @@ def _run(args: argparse.Namespace) -> int:
             print(json.dumps(res_i.to_dict(), indent=1))
         else:
             _print_inspect(res_i, out)
+        return 0
+    if args.command == "fingerprint":
+        fp = fingerprint(args.path, threads=args.threads, progress=progress, sample_size=args.sample_size)
+        path = fp.save(args.output)
+        size = path.stat().st_size
+        if args.json:
+            print(json.dumps({"output": str(path), "bytes": size, "tensors": len(fp.tensors)}))
+        else:
+            out.print(
+                f"wrote {path} ({size:,} bytes, {len(fp.tensors)} tensors, {fp.sample_size} values each)"
+            )
         return 0
     if args.command == "compare":
         res_c = compare(args.a, args.b, threads=args.threads, progress=progress)

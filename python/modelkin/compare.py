@@ -8,22 +8,28 @@ differences (and of the tensors left unpaired). The verdict is drawn from both.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from . import _modelkin
-from .align import Alignment, TensorSketch, align
+from .align import Alignment, TensorSketch, align, sample_z
 from .checkpoint import CheckpointInfo
 from .diff import DiffResult, TensorDiff, TensorSummary, _threads, json_safe
 from .evidence import PairEvidence, assess, kinship_z, learnt_matrix, log10_sf
+from .fingerprint import Fingerprint, TensorPrint, is_fingerprint
+from .fingerprint import fingerprint as make_print
+from .fingerprint import load as load_print
 from .progress import ProgressArg, progress_callback
-from .stats import PairStats
+from .stats import Moments, PairStats, ValueStats
 from .units import FAMILIES, HEAD, match_units, unit_groups
 from .verdict import Verdict, decide
 
-__all__ = ["COMPARE_SCHEMA", "CompareResult", "compare"]
+__all__ = ["COMPARE_SCHEMA", "CompareResult", "compare", "compare_fingerprints"]
 
 #: Version tag of :meth:`CompareResult.to_dict`.
 COMPARE_SCHEMA = "modelkin.compare/1"
@@ -63,8 +69,8 @@ def _sketches(raw: dict[str, Any]) -> list[TensorSketch]:
 
 
 def compare(
-    a: str | os.PathLike[str],
-    b: str | os.PathLike[str],
+    a: str | os.PathLike[str] | Fingerprint,
+    b: str | os.PathLike[str] | Fingerprint,
     *,
     threads: int | None = None,
     progress: ProgressArg = None,
@@ -74,9 +80,15 @@ def compare(
 
     Tensors are aligned by canonical name and by content, so renamed, re-indexed (layer-dropped) and
     resized (vocabulary) tensors are still compared. ``threads`` and ``progress`` are as in
-    :func:`modelkin.diff`.
+    :func:`modelkin.diff`. Either side may be a fingerprint (a file written by
+    :func:`modelkin.fingerprint`, or the object): the same tests then run on what it holds (see
+    :func:`compare_fingerprints`).
     """
     n = _threads(threads)
+    if isinstance(a, Fingerprint) or isinstance(b, Fingerprint) or is_fingerprint(a) or is_fingerprint(b):
+        return compare_fingerprints(
+            _print_of(a, b, n, progress, sample_size), _print_of(b, a, n, progress, sample_size)
+        )
     pa, pb = os.fspath(a), os.fspath(b)
     start = time.perf_counter()
     with progress_callback(progress, "compare") as cb:
@@ -162,3 +174,96 @@ def _unpermute(a: str, b: str, evidence: list[PairEvidence], threads: int) -> li
         for name_a, _ in m.tensors:
             by_a[name_a] = replace(by_a[name_a], kind="permuted", z=m.z, log10_p=log10_sf(m.z))
     return [by_a[e.pairing.a] for e in evidence]
+
+
+def _print_of(
+    x: str | os.PathLike[str] | Fingerprint,
+    other: str | os.PathLike[str] | Fingerprint,
+    threads: int,
+    progress: ProgressArg,
+    sample_size: int,
+) -> Fingerprint:
+    """``x`` as a fingerprint: loaded, or computed with the other side's sample size."""
+    if isinstance(x, Fingerprint):
+        return x
+    if is_fingerprint(x):
+        return load_print(x)
+    if isinstance(other, Fingerprint):
+        sample_size = other.sample_size
+    elif is_fingerprint(other):
+        sample_size = load_print(other).sample_size
+    return make_print(x, threads=threads, progress=progress, sample_size=sample_size, hash_files=True)
+
+
+#: What a comparison of fingerprints cannot do, said in its notes.
+PRINT_LIMITS = (
+    "compared from fingerprints: statistics of b − a are estimated from the sampled positions, "
+    "bit-equality is known at those positions and from file hashes, and permuted hidden units, "
+    "resized vocabularies, fused QKV and transposed matrices cannot be matched"
+)
+
+
+def compare_fingerprints(fa: Fingerprint, fb: Fingerprint) -> CompareResult:
+    """Runs the tests of :func:`compare` on two fingerprints, at the power their samples allow."""
+    start = time.perf_counter()
+    if fa.sample_size != fb.sample_size:
+        raise ValueError(
+            f"fingerprints sampled {fa.sample_size} and {fb.sample_size} values per tensor: their positions "
+            "differ, so they cannot be compared; make both with the same sample size"
+        )
+    alignment = align(fa.sketches(), fb.sketches())
+    whole = [p for p in alignment.pairs if p.method in ("name", "content")]
+    left_a = tuple(sorted(set(alignment.only_a) | {p.a for p in alignment.pairs if p not in whole}))
+    left_b = tuple(sorted(set(alignment.only_b) | {p.b for p in alignment.pairs if p not in whole}))
+    alignment = Alignment(tuple(whole), left_a, left_b, alignment.candidates, alignment.best_z)
+    evidence, diffs = [], []
+    for pairing in whole:
+        ta, tb = fa[pairing.a], fb[pairing.b]
+        stats = PairStats.from_samples(ta.stats, tb.stats, ta.sample, tb.sample)
+        z = sample_z(ta.centred(), tb.centred())
+        evidence.append(assess(pairing, ta.shape, ta.dtype, tb.dtype, stats, z))
+        diffs.append(TensorDiff(pairing.a, ta.shape, ta.dtype, tb.dtype, stats))
+    same_files = bool(fa.files) and [f.get("sha256") for f in fa.files] == [f.get("sha256") for f in fb.files]
+    total = PairStats.from_samples(
+        _pooled_stats(fa, [p.a for p in whole]),
+        _pooled_stats(fb, [p.b for p in whole]),
+        np.concatenate([fa[p.a].sample for p in whole]) if whole else np.zeros(0),
+        np.concatenate([fb[p.b].sample for p in whole]) if whole else np.zeros(0),
+    )
+
+    def summary(t: TensorPrint) -> TensorSummary:
+        return TensorSummary(t.name, t.dtype, t.shape, t.stats)
+
+    diff = DiffResult(
+        a=fa.checkpoint,
+        b=fb.checkpoint,
+        pairs=tuple(diffs),
+        only_a=tuple(summary(fa[n]) for n in alignment.only_a),
+        only_b=tuple(summary(fb[n]) for n in alignment.only_b),
+        shape_mismatch=(),
+        total=total,
+        threads=1,
+        seconds=time.perf_counter() - start,
+    )
+    learnt = sum(t.numel for t in fa.tensors if learnt_matrix(t.name, t.shape))
+    verdict = decide(
+        evidence, alignment, [t.name for t in fa.tensors], [t.name for t in fb.tensors], None, learnt
+    )
+    notes = (*verdict.notes, PRINT_LIMITS)
+    if same_files:
+        notes = (*notes, "every file of the two checkpoints has the same SHA-256")
+    return CompareResult(replace(verdict, notes=notes), tuple(evidence), alignment, diff)
+
+
+def _pooled_stats(fp: Fingerprint, names: list[str]) -> ValueStats:
+    """Statistics of several tensors' values together (counts and extremes only; for totals)."""
+    ts = [fp[n].stats for n in names]
+    return ValueStats(
+        count=sum(t.count for t in ts),
+        moments=Moments(0, 0.0, 0.0, 0.0, 0.0),
+        min=min((t.min for t in ts), default=math.nan),
+        max=max((t.max for t in ts), default=math.nan),
+        nan=sum(t.nan for t in ts),
+        pos_inf=sum(t.pos_inf for t in ts),
+        neg_inf=sum(t.neg_inf for t in ts),
+    )

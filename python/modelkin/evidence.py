@@ -122,6 +122,7 @@ class PairEvidence:
             "d_skewness": s.d.skewness,
             "d_kurtosis": s.d.kurtosis,
             "corr_d_a": s.corr_d_a,
+            "corr_d_b": s.corr_d_b,
             "pearson": s.pearson,
             "one_minus_cosine": s.one_minus_cosine,
             "rel_change": s.rel_change,
@@ -223,7 +224,8 @@ def assess(
         kind = "scaled"
     elif s.d.kurtosis < -0.5 and levels >= 7 and abs(s.corr_d_a) < 0.2:
         kind = "quantized"
-    elif abs(s.d.skewness) < 0.1 and abs(s.d.kurtosis) < 0.25 and abs(s.corr_d_a) < 0.1:
+    elif abs(s.d.skewness) < 0.1 and abs(s.d.kurtosis) < 0.25 and min(abs(s.corr_d_a), abs(s.corr_d_b)) < 0.1:
+        # Noise added to A leaves d uncorrelated with a; noise added to B (A is the copy) with b.
         kind = "gaussian"
     else:
         kind = "update"

@@ -38,6 +38,18 @@ class Moments:
     m4: float
 
     @classmethod
+    def of(cls, x: npt.NDArray[np.float64]) -> Moments:
+        """The moments of an array's finite values (two-pass, float64)."""
+        x = np.asarray(x, dtype=np.float64)
+        x = x[np.isfinite(x)]
+        if x.size == 0:
+            return cls(0, 0.0, 0.0, 0.0, 0.0)
+        mean = float(x.mean())
+        e = x - mean
+        e2 = e * e
+        return cls(int(x.size), mean, float(e2.sum()), float((e2 * e).sum()), float((e2 * e2).sum()))
+
+    @classmethod
     def from_raw(cls, raw: dict[str, Any]) -> Moments:
         """Builds from the engine's dict."""
         return cls(int(raw["n"]), float(raw["mean"]), float(raw["m2"]), float(raw["m3"]), float(raw["m4"]))
@@ -245,6 +257,42 @@ class PairStats:
             d = self.sample_b - self.sample_a
         return np.where(np.isfinite(self.sample_a) & np.isfinite(self.sample_b), d, np.nan)
 
+    @classmethod
+    def from_samples(
+        cls,
+        a: ValueStats,
+        b: ValueStats,
+        sample_a: npt.NDArray[np.float64],
+        sample_b: npt.NDArray[np.float64],
+    ) -> PairStats:
+        """Pair statistics estimated from two samples at the same positions (what fingerprints allow).
+
+        ``a`` and ``b`` are each tensor's exact statistics; everything about d, the co-moments and the
+        equal count come from the samples, the count scaled to the whole tensor.
+        """
+        sa, sb = np.asarray(sample_a, dtype=np.float64), np.asarray(sample_b, dtype=np.float64)
+        ok = np.isfinite(sa) & np.isfinite(sb)
+        fa, fb = sa[ok], sb[ok]
+        d = fb - fa
+        ma, mb, md = Moments.of(fa), Moments.of(fb), Moments.of(d)
+        equal = int(np.count_nonzero(sa.view(np.uint64) == sb.view(np.uint64)))
+        scale = a.count / sa.size if sa.size else 0.0
+        return cls(
+            a=a,
+            b=b,
+            d=md,
+            d_min=float(d.min()) if d.size else math.nan,
+            d_max=float(d.max()) if d.size else math.nan,
+            a_on_pair=ma,
+            b_on_pair=mb,
+            c_da=float(((d - md.mean) * (fa - ma.mean)).sum()) if d.size else 0.0,
+            c_ab=float(((fa - ma.mean) * (fb - mb.mean)).sum()) if d.size else 0.0,
+            max_abs_d=float(np.abs(d).max()) if d.size else math.nan,
+            equal=a.count if equal == sa.size else round(equal * scale),
+            sample_a=sa,
+            sample_b=sb,
+        )
+
     # -- raw sums over the positions where both are finite --------------------------------------
     @property
     def n(self) -> int:
@@ -319,6 +367,11 @@ class PairStats:
     def corr_d_a(self) -> float:
         """Pearson correlation of d with a (≈ 0 for added noise, ≠ 0 for scaling or shrinkage)."""
         return _div(self.c_da, math.sqrt(self.d.m2 * self.a_on_pair.m2))
+
+    @property
+    def corr_d_b(self) -> float:
+        """Pearson correlation of d with b (≈ 0 when A is B with noise added: the reverse direction)."""
+        return _div(self.c_da + self.d.m2, math.sqrt(self.d.m2 * self.b_on_pair.m2))
 
     @property
     def equal_fraction(self) -> float:

@@ -44,6 +44,7 @@ _TEXT = {
     "cast_copy": "B is A cast to another number format",
     "quantized_copy": "B is a quantized copy of A",
     "noised_copy": "B is a copy of A with Gaussian noise added",
+    "noised_copy b->a": "A is a copy of B with Gaussian noise added",
     "scaled_copy": "B is A multiplied by a constant",
     "partial_copy": "B is an unchanged copy of part of A",
     "fine_tune": "B and A share their weights' origin: one is a fine-tune (continued training) of the other",
@@ -82,7 +83,7 @@ class Verdict:
     @property
     def sentence(self) -> str:
         """The verdict in one sentence."""
-        s = _TEXT[self.relation]
+        s = _TEXT.get(f"{self.relation} {self.direction}", _TEXT[self.relation])
         extra = []
         if self.relation == "noised_copy" and self.sigma is not None:
             lo, hi = self.sigma_ci or (math.nan, math.nan)
@@ -91,7 +92,7 @@ class Verdict:
             extra.append(f"factor {self.scale:.6g}")
         if self.relation == "cast_copy" and self.cast_to:
             extra.append(f"to {self.cast_to}")
-        if self.direction == "b->a":
+        if self.direction == "b->a" and self.relation != "noised_copy":
             extra.append("the weights suggest A was derived from B")
         elif self.direction == "shared-ancestor":
             extra.append("direction not determined: they may be siblings of one ancestor")
@@ -301,5 +302,12 @@ def decide(
                         "the same σ of d in tensors whose own scales differ "
                         f"{scales.max() / scales.min():.0f}-fold"
                     )
-                return verdict("noised_copy", sigma=sigma, sigma_ci=(sigma - 1.96 * se, sigma + 1.96 * se))
+                noisy = [e for e in gaussian if e.kind == "gaussian"]
+                reverse = sum(abs(e.stats.corr_d_b) < abs(e.stats.corr_d_a) for e in noisy) > len(noisy) / 2
+                return verdict(
+                    "noised_copy",
+                    sigma=sigma,
+                    sigma_ci=(sigma - 1.96 * se, sigma + 1.96 * se),
+                    direction="b->a" if reverse else "a->b",
+                )
     return verdict("fine_tune", direction=_direction(rel))
