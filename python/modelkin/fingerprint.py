@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from safetensors import safe_open
+from safetensors.numpy import load as load_arrays
 from safetensors.numpy import save_file
 
 from . import _modelkin
@@ -37,7 +38,7 @@ from .diff import _threads
 from .progress import ProgressArg, progress_callback
 from .stats import ValueStats
 
-__all__ = ["FORMAT", "Fingerprint", "TensorPrint", "fingerprint", "is_fingerprint", "load"]
+__all__ = ["FORMAT", "Fingerprint", "TensorPrint", "fingerprint", "is_fingerprint", "load", "loads"]
 
 #: Format tag (and version) written into every fingerprint's metadata.
 FORMAT = "modelkin.fingerprint/1"
@@ -169,19 +170,28 @@ def load(path: str | os.PathLike[str]) -> Fingerprint:
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(2, "No such file or directory", str(p))
+    return loads(p.read_bytes(), str(p))
+
+
+def loads(data: bytes, name: str = "<bytes>") -> Fingerprint:
+    """Reads a fingerprint from its bytes (``name`` is used in messages)."""
     try:
-        with safe_open(str(p), framework="np") as f:
-            meta = f.metadata() or {}
-            if _KEY not in meta:
-                raise ValueError(f"{p}: not a modelkin fingerprint")
-            header = json.loads(meta[_KEY])
-            if header.get("format") != FORMAT:
-                raise ValueError(f"{p}: fingerprint format {header.get('format')!r}, expected {FORMAT!r}")
-            arrays = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no iterator
-    except ValueError:
-        raise
+        n = int.from_bytes(data[:8], "little")
+        if len(data) < 8 or n > len(data) - 8:
+            raise ValueError("truncated header")
+        meta = json.loads(data[8 : 8 + n]).get("__metadata__") or {}
+        if _KEY not in meta:
+            raise ValueError(f"{name}: not a modelkin fingerprint")
+        header = json.loads(meta[_KEY])
+        if header.get("format") != FORMAT:
+            raise ValueError(f"{name}: fingerprint format {header.get('format')!r}, expected {FORMAT!r}")
+        arrays = load_arrays(data)
+    except ValueError as e:
+        if str(e).startswith(name):
+            raise
+        raise ValueError(f"{name}: not a readable fingerprint ({e})") from e
     except Exception as e:  # a malformed file: say which one
-        raise ValueError(f"{p}: not a readable fingerprint ({e})") from e
+        raise ValueError(f"{name}: not a readable fingerprint ({e})") from e
     tensors = []
     for i, entry in enumerate(header["tensors"]):
         raw = dict(entry["stats"])

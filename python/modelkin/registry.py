@@ -22,7 +22,7 @@ from typing import Any
 from .align import sample_z
 from .compare import CompareResult, compare_fingerprints
 from .evidence import learnt_matrix, log10_sf
-from .fingerprint import Fingerprint, fingerprint, is_fingerprint, load
+from .fingerprint import Fingerprint, fingerprint, is_fingerprint, load, loads
 from .names import canonical
 from .verdict import KIN_LOG10_P
 
@@ -150,7 +150,7 @@ class Registry:
             row = con.execute("SELECT blob FROM prints WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise KeyError(f"{self.path}: no entry named '{name}'")
-        return _from_bytes(row[0])
+        return loads(bytes(row[0]), f"{self.path}:{name}")
 
     def prints(self) -> Iterator[tuple[str, Fingerprint]]:
         """Every (name, fingerprint), one at a time."""
@@ -217,10 +217,3 @@ def _screen(a: Fingerprint, b: Fingerprint) -> float | None:
     if not zs:
         return None
     return min(0.0, log10_sf(max(zs)) + math.log10(len(zs)))
-
-
-def _from_bytes(blob: bytes) -> Fingerprint:
-    with tempfile.TemporaryDirectory() as tmp:
-        p = Path(tmp) / "print.mkfp"
-        p.write_bytes(blob)
-        return load(p)
