@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from . import errors
 from ._modelkin import __version__
+from .behavior import BehaviorResult, compare_behavior
 from .checkpoint import CheckpointInfo, TensorInfo, open
 from .compare import CompareResult, compare, compare_fingerprints
 from .diff import SCHEMA, DiffResult, InspectResult, TensorDiff, TensorSummary, diff, inspect, pair_stats
@@ -27,11 +28,13 @@ from .errors import (
 )
 from .fingerprint import Fingerprint, fingerprint
 from .fingerprint import load as load_fingerprint
+from .metadata import MetadataEvidence, compare_metadata
 from .registry import Registry
 from .stats import Moments, PairStats, ValueStats
 
 __all__ = [
     "SCHEMA",
+    "BehaviorResult",
     "CheckpointInfo",
     "CompareResult",
     "DiffResult",
@@ -39,6 +42,7 @@ __all__ = [
     "InspectResult",
     "InvalidCheckpointError",
     "InvalidIndexError",
+    "MetadataEvidence",
     "MissingShardError",
     "ModelkinError",
     "Moments",
@@ -52,7 +56,9 @@ __all__ = [
     "ValueStats",
     "__version__",
     "compare",
+    "compare_behavior",
     "compare_fingerprints",
+    "compare_metadata",
     "diff",
     "errors",
     "fingerprint",

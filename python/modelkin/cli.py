@@ -13,12 +13,15 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from . import __version__
+from .behavior import compare_behavior
+from .cli_behavior import add_behavior_parser, run_behavior
 from .compare import CompareResult, compare
 from .diff import DiffResult, InspectResult, diff, inspect, json_safe
 from .errors import ModelkinError
@@ -79,6 +82,14 @@ def _parser() -> argparse.ArgumentParser:
         "(identical, cast, quantized, noised or scaled)",
     )
     sp.add_argument("--top", type=int, default=15, help="evidence rows shown (0 = all)")
+    sp.add_argument(
+        "--predictions",
+        nargs=2,
+        metavar=("PRED_A", "PRED_B"),
+        default=None,
+        help="per-item answers of A and B (JSONL/CSV) for the behavioural line",
+    )
+    sp.add_argument("--gold", default=None, help="gold answers for --predictions (JSONL/CSV of id, answer)")
     common(sp)
 
     sp = sub.add_parser("fingerprint", help="write a compact fingerprint of a checkpoint")
@@ -111,6 +122,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--top", type=int, default=10, help="entries shown (0 = all)")
     common(sp)
+
+    add_behavior_parser(sub)
 
     sp = sub.add_parser("demo", help="write a small model and a Llama3-V-style noised copy, and compare them")
     sp.add_argument("--out", default=None, help="folder to keep the two models in (default: a temporary one)")
@@ -221,6 +234,10 @@ def _print_compare(res: CompareResult, out: Console, top: int) -> None:
         out.print(f"strongest kinship signal: adjusted log10 p = {v.log10_p:.2f} (kin needs < −6)")
     for note in v.notes:
         out.print(f"note: {note}")
+    if res.metadata is not None:
+        out.print(f"\n[bold]Config and tokenizer[/] ({res.metadata.strength}): {res.metadata.sentence}")
+    if res.behavior is not None:
+        out.print(f"[bold]Behaviour[/]: {res.behavior.sentence}")
     al = res.alignment
     methods: dict[str, int] = {}
     for p in al.pairs:
@@ -329,6 +346,8 @@ def _run(args: argparse.Namespace) -> int:
     out = _console(sys.stdout)
     if args.command in ("registry", "identify"):
         return _run_registry(args, out)
+    if args.command == "behavior":
+        return run_behavior(args)
     # The bar redraws with cursor codes: none under NO_COLOR, none with --quiet or --json.
     progress = not (args.quiet or args.json or _no_color())
     if args.command == "inspect":
@@ -351,6 +370,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "compare":
         res_c = compare(args.a, args.b, threads=args.threads, progress=progress)
+        if args.predictions:
+            res_c = replace(res_c, behavior=compare_behavior(args.predictions, args.gold))
         if args.json:
             print(json.dumps(res_c.to_dict(), indent=1))
         else:

@@ -18,12 +18,14 @@ import numpy as np
 
 from . import _modelkin
 from .align import Alignment, TensorSketch, align, sample_z
+from .behavior import BehaviorResult
 from .checkpoint import CheckpointInfo
 from .diff import DiffResult, TensorDiff, TensorSummary, _threads, json_safe
 from .evidence import PairEvidence, assess, kinship_z, learnt_matrix, log10_sf
 from .fingerprint import Fingerprint, TensorPrint, is_fingerprint
 from .fingerprint import fingerprint as make_print
 from .fingerprint import load as load_print
+from .metadata import MetadataEvidence, compare_metadata
 from .progress import ProgressArg, progress_callback
 from .stats import Moments, PairStats, ValueStats
 from .units import FAMILIES, HEAD, match_units, unit_groups
@@ -44,6 +46,8 @@ class CompareResult:
     evidence: tuple[PairEvidence, ...]
     alignment: Alignment
     diff: DiffResult
+    metadata: MetadataEvidence | None = None  # configs and tokenizers beside the weights
+    behavior: BehaviorResult | None = None  # per-item answers, when they were given
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict with a versioned schema tag (``"schema": "modelkin.compare/1"``)."""
@@ -54,6 +58,8 @@ class CompareResult:
                 "a": self.diff.a.to_dict(),
                 "b": self.diff.b.to_dict(),
                 "verdict": self.verdict.to_dict(),
+                "metadata": None if self.metadata is None else self.metadata.to_dict(),
+                "behavior": None if self.behavior is None else self.behavior.to_dict(),
                 "evidence": [e.to_dict() for e in self.evidence],
                 "alignment": self.alignment.to_dict(),
                 "totals": self.diff.totals(),
@@ -132,7 +138,8 @@ def compare(
     vocab = (by_a[resized.a].shape[0], by_b[resized.b].shape[0]) if resized else None
     learnt = sum(t.numel for t in sk_a if learnt_matrix(t.name, t.shape))
     verdict = decide(evidence, alignment, [t.name for t in sk_a], [t.name for t in sk_b], vocab, learnt)
-    return CompareResult(verdict, tuple(evidence), alignment, diff)
+    # Configs and tokenizers are a separate, weaker line of evidence: reported, never decisive.
+    return CompareResult(verdict, tuple(evidence), alignment, diff, compare_metadata(pa, pb))
 
 
 #: A related matrix correlating less than this with its counterpart may hold some units moved.
