@@ -330,11 +330,17 @@ pub fn sample_values(
     opts: &Options,
     progress: &Progress,
 ) -> Result<Vec<TensorRecord>> {
-    let jobs: Vec<Job> = ck
-        .tensors
-        .iter()
-        .map(|t| Job::Sample(source(ck, t)))
-        .collect();
+    per_tensor(ck, Job::Sample, opts, progress)
+}
+
+/// Runs one job per tensor of `ck` and pairs each result with its tensor.
+fn per_tensor<'a>(
+    ck: &'a Checkpoint,
+    job: impl Fn(Source<'a>) -> Job<'a>,
+    opts: &Options,
+    progress: &Progress,
+) -> Result<Vec<TensorRecord>> {
+    let jobs: Vec<Job> = ck.tensors.iter().map(|t| job(source(ck, t))).collect();
     let results = run(&jobs, opts, progress)?;
     Ok(ck
         .tensors
@@ -351,18 +357,7 @@ fn find<'a>(ck: &'a Checkpoint, name: &str) -> Result<&'a Tensor> {
 
 /// Streams one checkpoint and returns the statistics (and sampled values) of every tensor.
 pub fn inspect(ck: &Checkpoint, opts: &Options, progress: &Progress) -> Result<Vec<TensorRecord>> {
-    let jobs: Vec<Job> = ck
-        .tensors
-        .iter()
-        .map(|t| Job::Single(source(ck, t)))
-        .collect();
-    let results = run(&jobs, opts, progress)?;
-    Ok(ck
-        .tensors
-        .iter()
-        .zip(results)
-        .map(|(t, s)| record(t, Some(s)))
-        .collect())
+    per_tensor(ck, Job::Single, opts, progress)
 }
 
 /// Reads every tensor byte of both checkpoints without computing statistics (the speed floor).

@@ -252,6 +252,22 @@ fn checkpoint_dict<'py>(py: Python<'py>, ck: &Checkpoint) -> PyResult<Bound<'py,
     Ok(d)
 }
 
+/// A checkpoint's description and one record per tensor.
+fn tensors_dict<'py>(
+    py: Python<'py>,
+    ck: &Checkpoint,
+    records: &[TensorRecord],
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("checkpoint", checkpoint_dict(py, ck)?)?;
+    let list = PyList::empty(py);
+    for r in records {
+        list.append(record_dict(py, r)?)?;
+    }
+    d.set_item("tensors", list)?;
+    Ok(d)
+}
+
 /// Opens and validates a checkpoint; returns its files and tensor table (no data is read).
 #[pyfunction]
 fn open_checkpoint<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, PyDict>> {
@@ -275,14 +291,7 @@ fn inspect<'py>(
         let records = modelkin_core::inspect(&ck, &opts, p)?;
         Ok((ck, records))
     })?;
-    let d = PyDict::new(py);
-    d.set_item("checkpoint", checkpoint_dict(py, &ck)?)?;
-    let list = PyList::empty(py);
-    for r in &records {
-        list.append(record_dict(py, r)?)?;
-    }
-    d.set_item("tensors", list)?;
-    Ok(d)
+    tensors_dict(py, &ck, &records)
 }
 
 /// Streams two checkpoints once and compares same-named tensors.
@@ -469,14 +478,7 @@ fn sample_values<'py>(
         let records = modelkin_core::sample_values(&ck, &opts, p)?;
         Ok((ck, records))
     })?;
-    let d = PyDict::new(py);
-    d.set_item("checkpoint", checkpoint_dict(py, &ck)?)?;
-    let list = PyList::empty(py);
-    for r in &records {
-        list.append(record_dict(py, r)?)?;
-    }
-    d.set_item("tensors", list)?;
-    Ok(d)
+    tensors_dict(py, &ck, &records)
 }
 
 /// The first `k` columns of every row and the first `k` rows of each named matrix.
