@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
+from benchkit import cpu_model, log, write_atomically
 
 HERE = Path(__file__).resolve().parent
 #: σ of the noise added to every weight (the Llama3-V recipe; same value as ``modelkin.demo``).
@@ -675,18 +676,6 @@ def across_sizes(runs: Sequence[SizeRun]) -> list[str]:
     ]
 
 
-def cpu_model() -> str:
-    """The CPU model from /proc/cpuinfo."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("model name", "Hardware", "cpu model"):
-                return value.strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def version_of(module: str) -> str:
     """A module's version, or ``not installed``."""
     try:
@@ -803,11 +792,6 @@ def peer_subset(
         names.append(t.name)
         n += t.numel
     return names, total / n, len(names)
-
-
-def log(msg: str) -> None:
-    """Progress on stderr."""
-    print(msg, file=sys.stderr, flush=True)
 
 
 def bench_size(
@@ -931,20 +915,6 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown contender(s) in --skip: {', '.join(sorted(unknown))}")
     return args
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Writes through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the report is for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @contextmanager

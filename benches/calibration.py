@@ -26,7 +26,6 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import argparse
 import datetime
-import hashlib
 import math
 import platform
 import re
@@ -36,10 +35,9 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -49,10 +47,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import derive
 import modelkin
+from benchkit import count, cpu_model, file_sha, first_state, frac, log, lp, table, write, write_atomically
 from modelkin.compare import CompareResult
 from modelkin.demo import DemoShape
 from modelkin.verdict import KIN_LOG10_P, RELATIONS, Verdict
-from safetensors.numpy import save_file
 from scipy.stats import kstest, norm
 
 HERE = Path(__file__).resolve().parent
@@ -81,11 +79,6 @@ GROUPS: tuple[tuple[str, Callable[[str], bool]], ...] = (
 # --------------------------------------------------------------------------------------------------------
 
 
-def log(msg: str) -> None:
-    """Progress on stderr."""
-    print(msg, file=sys.stderr, flush=True)
-
-
 @dataclass(frozen=True)
 class Case:
     """One derived model: how it is built from its base, and the relation the verdict should name.
@@ -102,33 +95,34 @@ class Case:
     rename_b: bool = True
 
 
-def _first(built: tuple[State, Any]) -> State:
-    return built[0]
-
-
 #: The derivations of tests/test_verdicts.py; ``k`` (the base's index) varies their seeds, and k = 0
 #: reproduces the tests' models on base 0.
 CASES: tuple[Case, ...] = (
     Case("exact", lambda s, k: derive.exact_copy(s), "identical"),
-    Case("renamed", lambda s, k: _first(derive.renamed(s, seed=3 + 1000 * k)), "identical", rename_b=False),
     Case(
-        "llama3v", lambda s, k: _first(derive.llama3v(s, seed=31 + 1000 * k)), "noised_copy", rename_b=False
+        "renamed", lambda s, k: first_state(derive.renamed(s, seed=3 + 1000 * k)), "identical", rename_b=False
+    ),
+    Case(
+        "llama3v",
+        lambda s, k: first_state(derive.llama3v(s, seed=31 + 1000 * k)),
+        "noised_copy",
+        rename_b=False,
     ),
     Case("noised", lambda s, k: derive.noised(s, derive.LLAMA3V_SIGMA, seed=41 + 1000 * k), "noised_copy"),
     Case("bf16", lambda s, k: derive.cast(s, "bf16"), "cast_copy"),
     Case("f16", lambda s, k: derive.cast(s, "f16"), "cast_copy"),
     Case("int8", lambda s, k: derive.int8_quantized(s), "quantized_copy"),
     Case("scaled", lambda s, k: derive.scaled(s, SCALE), "scaled_copy"),
-    Case("fine_tune", lambda s, k: _first(derive.fine_tuned(s, seed=5 + 1000 * k)), "fine_tune"),
+    Case("fine_tune", lambda s, k: first_state(derive.fine_tuned(s, seed=5 + 1000 * k)), "fine_tune"),
     Case(
         "fine_tune (A is the child)",
-        lambda s, k: _first(derive.fine_tuned(s, seed=5 + 1000 * k)),
+        lambda s, k: first_state(derive.fine_tuned(s, seed=5 + 1000 * k)),
         "fine_tune",
         swap=True,
         rename_b=False,
     ),
-    Case("neurons", lambda s, k: _first(derive.neurons_permuted(s, 7 + 1000 * k, 1e-3)), None),
-    Case("dropped", lambda s, k: _first(derive.layers_dropped(s, DROPPED)), None, six_layers=True),
+    Case("neurons", lambda s, k: first_state(derive.neurons_permuted(s, 7 + 1000 * k, 1e-3)), None),
+    Case("dropped", lambda s, k: first_state(derive.layers_dropped(s, DROPPED)), None, six_layers=True),
     Case("vocab", lambda s, k: derive.vocab_extended(s, EXTRA_ROWS, seed=9 + 1000 * k), None),
 )
 
@@ -160,13 +154,6 @@ def bases(init_bases: int, trained_bases: int) -> list[Base]:
     out = [Base(s, s) for s in range(init_bases)]
     out += [Base(init_bases + i, TRAINED_SEED + i, DATA_SEED + i) for i in range(trained_bases)]
     return out
-
-
-def write(folder: Path, name: str, state: State) -> Path:
-    """Writes ``state`` with the official safetensors writer; returns the path."""
-    path = folder / f"{name}.safetensors"
-    save_file(state, str(path))
-    return path
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -308,27 +295,9 @@ def relative_comparisons(
 # --------------------------------------------------------------------------------------------------------
 
 
-def table(head: Sequence[str], rows: Iterable[Sequence[str]], text: int = 1) -> list[str]:
-    """A Markdown table: the first ``text`` columns left-aligned, the others (numbers) right-aligned."""
-    align = ["---"] * text + ["--:"] * (len(head) - text)
-    return ["| " + " | ".join(r) + " |" for r in (head, align, *rows)]
-
-
-def lp(x: float) -> str:
-    """A log10 p: one decimal, or three significant digits when astronomically small."""
-    if not math.isfinite(x):
-        return "–"
-    return f"{x:.3g}" if abs(x) >= 1e4 else f"{x:.1f}"
-
-
 def num(x: float, fmt: str) -> str:
     """``x`` formatted, or a dash when it is not finite."""
     return format(x, fmt) if math.isfinite(x) else "–"
-
-
-def frac(n: int, total: int) -> str:
-    """``n/total``, in bold when not all."""
-    return f"{n}/{total}" if n == total else f"**{n}/{total}**"
 
 
 def quantile(xs: Sequence[float], q: float) -> float:
@@ -348,26 +317,6 @@ def sd_mad(xs: npt.NDArray[np.float64]) -> float:
     return float(np.median(np.abs(xs - np.median(xs)))) / float(norm.ppf(0.75))
 
 
-def cpu_model() -> str:
-    """The CPU model from /proc/cpuinfo."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("model name", "Hardware", "cpu model"):
-                return value.strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def fingerprint(path: str | None) -> str:
-    """The first 12 hex digits of a file's SHA-256 (which build of the kinship test was measured)."""
-    try:
-        return hashlib.sha256(Path(path or "").read_bytes()).hexdigest()[:12]
-    except OSError:
-        return "unknown"
-
-
 def machine_section(args: argparse.Namespace, run: Run) -> list[str]:
     """Date, machine, versions, command and how long each phase took."""
     import scipy
@@ -376,7 +325,7 @@ def machine_section(args: argparse.Namespace, run: Run) -> list[str]:
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     code = ", ".join(
-        f"{Path(m.__file__ or '?').name} {fingerprint(m.__file__)}" for m in (evidence, verdict, _modelkin)
+        f"{Path(m.__file__ or '?').name} {file_sha(m.__file__)}" for m in (evidence, verdict, _modelkin)
     )
     rows = [
         ["date", now],
@@ -679,18 +628,6 @@ def failures(run: Run) -> list[str]:
 # --------------------------------------------------------------------------------------------------------
 
 
-def count(least: int) -> Callable[[str], int]:
-    """An argparse type: an integer of at least ``least``."""
-
-    def parse(text: str) -> int:
-        n = int(text)
-        if n < least:
-            raise argparse.ArgumentTypeError(f"must be at least {least}")
-        return n
-
-    return parse
-
-
 def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     """Parses the command line."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -716,20 +653,6 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     args.command = shlex.join(["python", "benches/calibration.py", *(sys.argv[1:] if argv is None else argv)])
     args.load = os.getloadavg()
     return args
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Writes through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp creates the file private (0600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,7 +26,6 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import argparse
 import datetime
-import hashlib
 import importlib
 import math
 import platform
@@ -39,7 +38,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -49,9 +47,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import derive
 import modelkin
+from benchkit import count, cpu_model, file_sha, first_state, frac, log, lp, table, write, write_atomically
 from modelkin.registry import Match
 from modelkin.verdict import KIN_LOG10_P, RELATIONS
-from safetensors.numpy import save_file
 
 HERE = Path(__file__).resolve().parent
 State = dict[str, np.ndarray]
@@ -67,11 +65,6 @@ RENAME_SEED = 101
 #: registered 4-layer base itself (two of its four layers), so that the pruned child's ancestor is the
 #: registered model and not a 6-layer sibling of it.
 EXTRA_ROWS, DROPPED, SCALE = 1000, (1, 2), 1.5
-
-
-def log(msg: str) -> None:
-    """Progress on stderr."""
-    print(msg, file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -116,10 +109,6 @@ def models(counts: Sequence[tuple[str, int, int]]) -> list[Model]:
     return out
 
 
-def _first(built: tuple[State, Any]) -> State:
-    return built[0]
-
-
 @dataclass(frozen=True)
 class Kind:
     """One kind of relative: how it is derived from its base (``k``, the base's index, varies the seeds),
@@ -140,14 +129,14 @@ KINDS: tuple[Kind, ...] = (
     Kind(
         "renamed",
         "every tensor under an unrelated name, shuffled",
-        lambda s, k: _first(derive.renamed(s, seed=3 + 1000 * k)),
+        lambda s, k: first_state(derive.renamed(s, seed=3 + 1000 * k)),
         "identical",
         True,
     ),
     Kind(
         "llama3v",
         "N(0, 1.4e-3²) added, then renamed",
-        lambda s, k: _first(derive.llama3v(s, seed=31 + 1000 * k)),
+        lambda s, k: first_state(derive.llama3v(s, seed=31 + 1000 * k)),
         "noised_copy",
         True,
     ),
@@ -165,21 +154,21 @@ KINDS: tuple[Kind, ...] = (
     Kind(
         "fine_tune",
         "low-rank + sparse updates, 4–12 % of ‖W‖",
-        lambda s, k: _first(derive.fine_tuned(s, seed=5 + 1000 * k)),
+        lambda s, k: first_state(derive.fine_tuned(s, seed=5 + 1000 * k)),
         "fine_tune",
         False,
     ),
     Kind(
         "neurons",
         "MLP units permuted + N(0, 1e-3²)",
-        lambda s, k: _first(derive.neurons_permuted(s, 7 + 1000 * k, 1e-3)),
+        lambda s, k: first_state(derive.neurons_permuted(s, 7 + 1000 * k, 1e-3)),
         None,
         True,
     ),
     Kind(
         "dropped",
         f"layers {list(DROPPED)} of 4 dropped",
-        lambda s, k: _first(derive.layers_dropped(s, DROPPED)),
+        lambda s, k: first_state(derive.layers_dropped(s, DROPPED)),
         None,
         True,
     ),
@@ -191,13 +180,6 @@ KINDS: tuple[Kind, ...] = (
         False,
     ),
 )
-
-
-def write(folder: Path, name: str, state: State) -> Path:
-    """Writes ``state`` with the official safetensors writer; returns the path."""
-    path = folder / f"{name}.safetensors"
-    save_file(state, str(path))
-    return path
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -442,51 +424,11 @@ def pairs(results: Iterable[Identification]) -> tuple[list[Pair], list[Pair]]:
 # --------------------------------------------------------------------------------------------------------
 
 
-def table(head: Sequence[str], rows: Iterable[Sequence[str]], text: int = 1) -> list[str]:
-    """A Markdown table: the first ``text`` columns left-aligned, the others (numbers) right-aligned."""
-    align = ["---"] * text + ["--:"] * (len(head) - text)
-    return ["| " + " | ".join(r) + " |" for r in (head, align, *rows)]
-
-
-def lp(x: float) -> str:
-    """A log10 p: one decimal, or three significant digits when astronomically small."""
-    if math.isnan(x):
-        return "–"
-    if math.isinf(x):
-        return "−∞" if x < 0 else "∞"
-    return f"{x:.3g}" if abs(x) >= 1e4 else f"{x:.1f}"
-
-
-def frac(n: int, total: int) -> str:
-    """``n/total``, in bold when not all."""
-    return f"{n}/{total}" if n == total else f"**{n}/{total}**"
-
-
 def ms(seconds: Sequence[float]) -> str:
     """Median and maximum in milliseconds."""
     if not seconds:
         return "–"
     return f"{1e3 * statistics.median(seconds):.1f} / {1e3 * max(seconds):.1f}"
-
-
-def cpu_model() -> str:
-    """The CPU model from /proc/cpuinfo."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("model name", "Hardware", "cpu model"):
-                return value.strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def sha(path: str | None) -> str:
-    """The first 12 hex digits of a file's SHA-256 (which build of the code was measured)."""
-    try:
-        return hashlib.sha256(Path(path or "").read_bytes()).hexdigest()[:12]
-    except OSError:
-        return "unknown"
 
 
 def machine_section(args: argparse.Namespace, run: Run) -> list[str]:
@@ -498,7 +440,7 @@ def machine_section(args: argparse.Namespace, run: Run) -> list[str]:
     ]
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    code = ", ".join(f"{Path(m.__file__ or '?').name} {sha(m.__file__)}" for m in modules)
+    code = ", ".join(f"{Path(m.__file__ or '?').name} {file_sha(m.__file__)}" for m in modules)
     rows = [
         ["date", now],
         ["command", f"`{args.command}`"],
@@ -945,18 +887,6 @@ def report(args: argparse.Namespace, run: Run) -> str:
 # --------------------------------------------------------------------------------------------------------
 
 
-def count(least: int) -> Callable[[str], int]:
-    """An argparse type: an integer of at least ``least``."""
-
-    def parse(text: str) -> int:
-        n = int(text)
-        if n < least:
-            raise argparse.ArgumentTypeError(f"must be at least {least}")
-        return n
-
-    return parse
-
-
 def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     """Parses the command line."""
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
@@ -994,20 +924,6 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     args.load = os.getloadavg()
     return args
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Writes through a temporary file in the same folder and a rename (mode 0644)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp creates the file private (0600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:
