@@ -52,3 +52,20 @@ def test_an_unrelated_model_reports_nothing_shared(tmp_path: Path) -> None:
     )
     assert not res.verdict.related
     assert res.verdict.shared == ()
+
+
+def test_fail_on_copy_catches_a_partial_copy(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    parent, stranger = llama_like(SHAPE, seed=5), llama_like(SHAPE, seed=97)
+    child = {k: (v if layer_index(k) in (0, 1) else stranger[k]) for k, v in parent.items()}
+    a, b = write(tmp_path, "a", parent), write(tmp_path, "b", child)
+    run = subprocess.run(
+        [sys.executable, "-m", "modelkin.cli", "compare", str(a), str(b), "--fail-on", "copy", "--quiet"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Verdict" in run.stdout

@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=("derived", "copy"),
         default=None,
         help="exit 1 when B is derived from A (any kinship) or a copy of it "
-        "(identical, cast, quantized, noised or scaled)",
+        "(identical, cast, quantized, noised, scaled or a partial copy)",
     )
     sp.add_argument("--top", type=int, default=15, help="evidence rows shown (0 = all)")
     sp.add_argument(
@@ -219,7 +219,7 @@ def _print_diff(res: DiffResult, out: Console, top: int) -> None:
     out.print(f"{res.seconds:.2f} s on {res.threads} thread(s)")
 
 
-_COPIES = ("identical", "cast_copy", "quantized_copy", "noised_copy", "scaled_copy")
+_COPIES = ("identical", "cast_copy", "quantized_copy", "noised_copy", "scaled_copy", "partial_copy")
 
 
 def _print_compare(res: CompareResult, out: Console, top: int) -> None:
