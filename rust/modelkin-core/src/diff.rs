@@ -397,6 +397,9 @@ pub struct Heads {
     pub col_heads: Vec<f64>,
 }
 
+/// Most values [`heads`] reads along either axis of one matrix (bounds its memory).
+pub const MAX_HEADS: u64 = 1 << 28;
+
 /// Reads [`Heads`] of the named matrices (tensors of fewer than two dimensions are an error).
 pub fn heads(ck: &Checkpoint, names: &[String], k: u64, opts: &Options) -> Result<Vec<Heads>> {
     use rayon::prelude::*;
@@ -405,6 +408,13 @@ pub fn heads(ck: &Checkpoint, names: &[String], k: u64, opts: &Options) -> Resul
         .map(|n| find(ck, n))
         .collect::<Result<Vec<_>>>()?;
     for t in &tensors {
+        let (rows, cols) = (t.info.shape.first().copied().unwrap_or(0), t.info.numel());
+        if rows.saturating_mul(k) > MAX_HEADS || k.saturating_mul(cols / rows.max(1)) > MAX_HEADS {
+            return Err(Error::InvalidArgument(format!(
+                "tensor '{}' of shape {:?} is too large to read the leading weights of",
+                t.info.name, t.info.shape
+            )));
+        }
         if t.info.shape.len() < 2 {
             return Err(Error::InvalidArgument(format!(
                 "tensor '{}' of shape {:?} is not a matrix",

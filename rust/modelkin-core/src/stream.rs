@@ -16,6 +16,10 @@ use crate::kernel::{pair_block, single_block, PairStats, ValueStats};
 /// Elements decoded and reduced at a time (two f64 buffers of this size stay in L1/L2).
 pub const BLOCK: usize = 4096;
 
+/// Widest matrix whose column sums are kept: each work item holds one sum per column, so a
+/// (hostile or degenerate) matrix of billions of columns would otherwise allocate without bound.
+pub const MAX_MARGIN_COLS: u64 = 1 << 22;
+
 /// Default elements per work item: large enough to amortise scheduling, small enough to balance.
 pub const DEFAULT_CHUNK: u64 = 1 << 20;
 
@@ -406,7 +410,7 @@ fn run_item(job: &Job, item: &Item, opts: &Options, scratch: &mut Scratch) -> Su
             let sampler = Sampler::new(a.numel(), sample_size);
             let mut acc = PairStats::default();
             let (mut sample_a, mut sample_b) = (Vec::new(), Vec::new());
-            let mut margins = (opts.margins && a.row_len > 0)
+            let mut margins = (opts.margins && a.row_len > 0 && a.row_len <= MAX_MARGIN_COLS)
                 .then(|| Margins::new(item.start, item.len, a.row_len));
             for (pos, n) in blocks {
                 let (xa, xb) = (&mut wa[..n as usize], &mut wb[..n as usize]);
@@ -632,6 +636,53 @@ mod tests {
                 assert!((p.d.m2 - q.d.m2).abs() <= 1e-12 * p.d.m2);
             }
             _ => panic!("pair expected"),
+        }
+    }
+
+    #[test]
+    fn row_and_column_sums_survive_chunks_that_split_rows() {
+        let (rows, cols) = (300usize, 77usize);
+        let a: Vec<f64> = (0..rows * cols)
+            .map(|i| ((i * 7919 % 1009) as f64) * 0.01)
+            .collect();
+        let b: Vec<f64> = a.iter().map(|x| x * 2.0 + 1.0).collect();
+        let (ea, eb) = (encode(DType::F64, &a), encode(DType::F64, &b));
+        let side = |bytes| Source {
+            row_len: cols as u64,
+            ..src(bytes, DType::F64)
+        };
+        let opts = Options {
+            threads: Some(2),
+            chunk: 4096,
+            margins: true,
+            ..Options::default()
+        };
+        let out = run(
+            &[Job::Pair(side(&ea), side(&eb))],
+            &opts,
+            &Progress::default(),
+        )
+        .unwrap();
+        let Summary::Pair(_, _, _, Some(m)) = &out[0] else {
+            panic!("margins expected")
+        };
+        assert_eq!(
+            (m.first_row, m.rows_a.len(), m.cols_b.len()),
+            (0, rows, cols)
+        );
+        for r in [0, 53, 299] {
+            let want: f64 = a[r * cols..(r + 1) * cols].iter().sum();
+            assert!(
+                (m.rows_a[r] - want).abs() < 1e-9 * want.abs().max(1.0),
+                "row {r}"
+            );
+        }
+        for c in [0, 40, 76] {
+            let want: f64 = (0..rows).map(|r| b[r * cols + c]).sum();
+            assert!(
+                (m.cols_b[c] - want).abs() < 1e-9 * want.abs().max(1.0),
+                "col {c}"
+            );
         }
     }
 
