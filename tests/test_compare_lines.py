@@ -75,3 +75,36 @@ def test_compare_carries_the_behavioural_line_in_json(tmp_path: Path) -> None:
     pair = doc["behavior"]["pairs"][0]
     assert (pair["errors_a"], pair["errors_b"], pair["shared_errors"]) == (236, 194, 182)
     assert doc["metadata"]["strength"] == "weak"
+
+
+def test_compare_writes_the_report_it_is_asked_for(tmp_path: Path) -> None:
+    base = llama_like(SHAPE, seed=6)
+    a = model_folder(tmp_path / "a", base)
+    b = model_folder(tmp_path / "b", llama_like(SHAPE, seed=7))
+    report = tmp_path / "case.html"
+    out = subprocess.run(
+        [sys.executable, "-m", "modelkin.cli", "compare", str(a), str(b), "--report", str(report), "--quiet"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    html = report.read_text()
+    assert "independent" in html and "<svg" in html
+    assert f"wrote report to {report}" in out.stderr
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "modelkin.cli",
+            "compare",
+            str(a),
+            str(b),
+            "--report",
+            str(tmp_path / "x.pdf"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2 and bad.stderr.startswith("modelkin: error:")

@@ -90,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
         help="per-item answers of A and B (JSONL/CSV) for the behavioural line",
     )
     sp.add_argument("--gold", default=None, help="gold answers for --predictions (JSONL/CSV of id, answer)")
+    sp.add_argument("--report", default=None, help="also write a self-contained report (.html or .md)")
     common(sp)
 
     sp = sub.add_parser("fingerprint", help="write a compact fingerprint of a checkpoint")
@@ -372,6 +373,11 @@ def _run(args: argparse.Namespace) -> int:
         res_c = compare(args.a, args.b, threads=args.threads, progress=progress)
         if args.predictions:
             res_c = replace(res_c, behavior=compare_behavior(args.predictions, args.gold))
+        if args.report:
+            from .report import write_report  # matplotlib is imported only when a report is asked for
+
+            written = write_report(res_c, args.report, argv=["modelkin", *sys.argv[1:]])
+            _console(sys.stderr).print(f"wrote report to {written}", markup=False, soft_wrap=True)
         if args.json:
             print(json.dumps(res_c.to_dict(), indent=1))
         else:
