@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _modelkin
+from .hub import resolve
 
 __all__ = ["CheckpointInfo", "FileInfo", "TensorInfo", "open"]
 
@@ -108,8 +109,9 @@ class CheckpointInfo:
 def open(path: str | os.PathLike[str]) -> CheckpointInfo:
     """Opens and validates a checkpoint and returns what it holds, without reading tensor data.
 
-    ``path`` is a ``.safetensors`` file, a sharded index (``*.safetensors.index.json``) or a folder
-    holding either. Raises :class:`FileNotFoundError` for a missing path and a
-    :class:`~modelkin.errors.ModelkinError` naming the file and the problem for a malformed one.
+    ``path`` is a ``.safetensors`` file, a sharded index (``*.safetensors.index.json``), a folder
+    holding either, or a Hugging Face id (``org/name[@revision]``) in the local hub cache. Raises
+    :class:`FileNotFoundError` for a missing path and a :class:`~modelkin.errors.ModelkinError`
+    naming the file and the problem for a malformed one.
     """
-    return CheckpointInfo.from_raw(_modelkin.open_checkpoint(os.fspath(path)))
+    return CheckpointInfo.from_raw(_modelkin.open_checkpoint(resolve(path)))

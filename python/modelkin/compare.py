@@ -25,6 +25,7 @@ from .evidence import PairEvidence, assess, kinship_z, learnt_matrix, log10_sf
 from .fingerprint import Fingerprint, TensorPrint, is_fingerprint
 from .fingerprint import fingerprint as make_print
 from .fingerprint import load as load_print
+from .hub import resolve
 from .metadata import MetadataEvidence, compare_metadata
 from .progress import ProgressArg, progress_callback
 from .stats import Moments, PairStats, ValueStats
@@ -91,6 +92,8 @@ def compare(
     :func:`compare_fingerprints`).
     """
     n = _threads(threads)
+    a = a if isinstance(a, Fingerprint) else resolve(a)
+    b = b if isinstance(b, Fingerprint) else resolve(b)
     if isinstance(a, Fingerprint) or isinstance(b, Fingerprint) or is_fingerprint(a) or is_fingerprint(b):
         return compare_fingerprints(
             _print_of(a, b, n, progress, sample_size), _print_of(b, a, n, progress, sample_size)

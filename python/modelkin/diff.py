@@ -13,6 +13,7 @@ import numpy.typing as npt
 
 from . import _modelkin
 from .checkpoint import CheckpointInfo
+from .hub import resolve
 from .progress import ProgressArg, progress_callback
 from .stats import PairStats, ValueStats
 
@@ -271,7 +272,7 @@ def diff(
     n = _threads(threads)
     start = time.perf_counter()
     with progress_callback(progress, "diff") as cb:
-        raw = _modelkin.diff(os.fspath(a), os.fspath(b), n, cb, sample_size)
+        raw = _modelkin.diff(resolve(a), resolve(b), n, cb, sample_size)
     return DiffResult.from_raw(raw, n, time.perf_counter() - start)
 
 
@@ -282,7 +283,7 @@ def inspect(
     n = _threads(threads)
     start = time.perf_counter()
     with progress_callback(progress, "inspect") as cb:
-        raw = _modelkin.inspect(os.fspath(path), n, cb)
+        raw = _modelkin.inspect(resolve(path), n, cb)
     return InspectResult(
         CheckpointInfo.from_raw(raw["checkpoint"]),
         tuple(TensorSummary.from_raw(t) for t in raw["tensors"]),

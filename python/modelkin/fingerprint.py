@@ -35,6 +35,7 @@ from . import _modelkin
 from .align import TensorSketch
 from .checkpoint import CheckpointInfo
 from .diff import _threads
+from .hub import resolve
 from .progress import ProgressArg, progress_callback
 from .stats import ValueStats
 
@@ -263,7 +264,7 @@ def fingerprint(
     its SHA-256 when ``hash_files``). Pure: the same checkpoint gives the same fingerprint (but for the
     creation time)."""
     n = _threads(threads)
-    p = os.fspath(path)
+    p = resolve(path)
     info = CheckpointInfo.from_raw(_modelkin.open_checkpoint(p))
     names = [t.name for t in info.tensors]
     with progress_callback(progress, "fingerprint") as cb:

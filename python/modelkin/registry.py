@@ -118,7 +118,8 @@ class Registry:
             fp = load(source)
         else:
             fp = fingerprint(source, threads=threads)
-        name = name or Path(fp.source).stem or Path(fp.source).name
+        hub_id = isinstance(source, str) and not Path(source).exists() and "/" in source
+        name = name or (str(source) if hub_id else Path(fp.source).stem or Path(fp.source).name)
         with tempfile.TemporaryDirectory() as tmp:
             blob = fp.save(Path(tmp) / "print.mkfp").read_bytes()
         with self._db() as con:
