@@ -424,10 +424,6 @@ FOREIGN = {
     "pickle-p2": b"\x80\x02}q\x00X\x01\x00\x00\x00wq\x01K\x01s.",
     "gguf": b"GGUF" + (3).to_bytes(4, "little") + (0).to_bytes(8, "little") * 2,
     "gguf-short": b"GGUF",
-    "npy": b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }"
-    + b" " * 46
-    + b"\n"
-    + b"\0" * 8,
 }
 
 

@@ -11,7 +11,7 @@ use memmap2::{Mmap, MmapOptions};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::format::{safetensors, TensorInfo};
+use crate::format::{npy, safetensors, TensorInfo};
 
 /// File name of the index that Hugging Face sharded checkpoints use.
 pub const INDEX_NAME: &str = "model.safetensors.index.json";
@@ -112,7 +112,12 @@ impl Checkpoint {
         if path.to_string_lossy().ends_with(".json") {
             return open_index(path, path);
         }
-        let (file, infos) = open_file_with_metadata(path)?;
+        let file = map_file(path)?;
+        if file.bytes().starts_with(npy::MAGIC) {
+            let (file, info) = open_npy(file)?;
+            return assemble(path, "npy", vec![file], vec![vec![info]]);
+        }
+        let (file, infos) = with_metadata(file)?;
         assemble(path, "safetensors", vec![file], vec![infos])
     }
 
@@ -164,11 +169,26 @@ fn map_file(path: &Path) -> Result<MappedFile> {
 }
 
 fn open_file_with_metadata(path: &Path) -> Result<(MappedFile, Vec<TensorInfo>)> {
-    let mut file = map_file(path)?;
+    with_metadata(map_file(path)?)
+}
+
+fn with_metadata(mut file: MappedFile) -> Result<(MappedFile, Vec<TensorInfo>)> {
     let header = safetensors::parse_header(&file.path, file.bytes())?;
     file.metadata = header.metadata;
     file.n_tensors = header.tensors.len();
     Ok((file, header.tensors))
+}
+
+/// One `.npy` file as a one-tensor checkpoint part: the tensor is named after the file.
+fn open_npy(mut file: MappedFile) -> Result<(MappedFile, TensorInfo)> {
+    let name = file
+        .path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let info = npy::parse(&file.path, &name, file.bytes())?;
+    file.n_tensors = 1;
+    Ok((file, info))
 }
 
 fn assemble(
@@ -208,6 +228,7 @@ fn open_dir(dir: &Path) -> Result<Checkpoint> {
     }
     let mut indexes = Vec::new();
     let mut shards = Vec::new();
+    let mut arrays = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let p = entry.map_err(|e| Error::io(dir, e))?.path();
         let name = p
@@ -218,7 +239,21 @@ fn open_dir(dir: &Path) -> Result<Checkpoint> {
             indexes.push(p);
         } else if name.ends_with(".safetensors") && p.is_file() {
             shards.push(p);
+        } else if name.ends_with(".npy") && p.is_file() {
+            arrays.push(p);
         }
+    }
+    if shards.is_empty() && indexes.is_empty() && !arrays.is_empty() {
+        // A folder of NumPy arrays: one tensor per file, named after it.
+        arrays.sort();
+        let mut files = Vec::new();
+        let mut per_file = Vec::new();
+        for p in arrays {
+            let (f, t) = open_npy(map_file(&p)?)?;
+            files.push(f);
+            per_file.push(vec![t]);
+        }
+        return assemble(dir, "npy", files, per_file);
     }
     if indexes.len() == 1 {
         return open_index(dir, &indexes[0]);
@@ -235,7 +270,7 @@ fn open_dir(dir: &Path) -> Result<Checkpoint> {
     if shards.is_empty() {
         return Err(Error::UnsupportedFormat {
             path: dir.to_path_buf(),
-            reason: "the folder holds no .safetensors file".into(),
+            reason: "the folder holds no .safetensors (or .npy) file".into(),
         });
     }
     shards.sort();

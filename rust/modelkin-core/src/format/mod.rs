@@ -1,6 +1,7 @@
 //! File formats modelkin reads. Each format validates everything it reads from a file before any
 //! tensor data is touched, and describes tensors as [`TensorInfo`] over a memory-mapped file.
 
+pub mod npy;
 pub mod safetensors;
 
 use crate::dtype::DType;
@@ -39,8 +40,6 @@ pub fn sniff_unsupported(head: &[u8]) -> Option<&'static str> {
         )
     } else if head.first() == Some(&0x80) && head.get(1).is_some_and(|v| (2..=5).contains(v)) {
         Some("this is a Python pickle; modelkin never unpickles model files")
-    } else if head.starts_with(b"\x93NUMPY") {
-        Some("this is a NumPy .npy file; modelkin reads safetensors checkpoints")
     } else if head.starts_with(b"\x89HDF") {
         Some("this is an HDF5 file; modelkin reads safetensors checkpoints")
     } else {
