@@ -93,3 +93,25 @@ def test_permuted_attention_heads_are_found_in_a_noised_copy(tmp_path) -> None: 
     assert attention and all(k == "permuted" for _, k in kinds), kinds
     assert res.verdict.relation == "noised_copy", res.verdict.sentence
     assert res.verdict.shared_fraction == 1.0
+
+
+def test_a_copy_with_only_its_mlp_units_permuted_is_identical_up_to_the_permutation(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import modelkin
+    from modelkin.demo import DemoShape, llama_like
+    from safetensors.numpy import save_file
+
+    shape = DemoShape(vocab=512, hidden=128, intermediate=344, layers=2, heads=4, kv_heads=2)
+    base = llama_like(shape, seed=2)
+    child = dict(base)
+    rng = np.random.default_rng(3)
+    for layer in range(shape.layers):
+        p = f"model.layers.{layer}.mlp."
+        perm = rng.permutation(shape.intermediate)
+        child[p + "gate_proj.weight"] = base[p + "gate_proj.weight"][perm]
+        child[p + "up_proj.weight"] = base[p + "up_proj.weight"][perm]
+        child[p + "down_proj.weight"] = np.ascontiguousarray(base[p + "down_proj.weight"][:, perm])
+    save_file(base, str(tmp_path / "a.safetensors"))
+    save_file(child, str(tmp_path / "b.safetensors"))
+    v = modelkin.compare(tmp_path / "a.safetensors", tmp_path / "b.safetensors").verdict
+    assert v.relation == "identical", v.sentence
+    assert v.permuted_layers == (0, 1)

@@ -270,7 +270,8 @@ def decide(
         dtypes = {(e.dtype_a, e.dtype_b) for e in evidence}
         if any(a != b for a, b in dtypes):  # equal values in another format: a lossless cast
             return verdict("cast_copy", cast_to=Counter(e.dtype_b for e in evidence).most_common(1)[0][0])
-        if whole and all(e.kind == "identical" for e in evidence):
+        # Units put back in place (kind "permuted") count as unchanged.
+        if whole and all(e.kind in ("identical", "permuted") for e in evidence):
             return verdict("identical")
         # Whatever B shares with A it holds unchanged; the rest is missing or its own.
         return verdict("partial_copy")
