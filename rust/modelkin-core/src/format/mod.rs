@@ -28,6 +28,18 @@ impl TensorInfo {
     }
 }
 
+/// Bytes a tensor of `shape` and `dtype` occupies, with checked arithmetic (file data is untrusted);
+/// the error says which product overflowed.
+pub fn checked_nbytes(shape: &[u64], dtype: DType) -> Result<u64, String> {
+    let numel = shape
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| format!("shape {shape:?} has more elements than fit in 64 bits"))?;
+    numel
+        .checked_mul(dtype.size() as u64)
+        .ok_or_else(|| format!("shape {shape:?} of {dtype} is larger than 2^64 bytes"))
+}
+
 /// Sniffs a file's first bytes for formats modelkin does not read yet, so the user is told what the
 /// file looks like instead of a confusing header error.
 pub fn sniff_unsupported(head: &[u8]) -> Option<&'static str> {

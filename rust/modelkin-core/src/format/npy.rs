@@ -79,17 +79,7 @@ pub fn parse(path: &Path, name: &str, bytes: &[u8]) -> Result<TensorInfo> {
                 .map_err(|_| bad(format!("bad shape entry '{s}'")))
         })
         .collect::<Result<Vec<u64>>>()?;
-    let numel = shape
-        .iter()
-        .try_fold(1u64, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| {
-            bad(format!(
-                "shape {shape:?} has more elements than fit in 64 bits"
-            ))
-        })?;
-    let nbytes = numel
-        .checked_mul(dtype.size() as u64)
-        .ok_or_else(|| bad(format!("shape {shape:?} is larger than 2^64 bytes")))?;
+    let nbytes = super::checked_nbytes(&shape, dtype).map_err(bad)?;
     let available = (bytes.len() - end) as u64;
     if nbytes > available {
         return Err(Error::tensor(

@@ -209,19 +209,7 @@ fn parse_entry(
             "data_offsets [{begin}, {end}] end before they begin"
         )));
     }
-    let numel = shape
-        .iter()
-        .try_fold(1u64, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| {
-            bad(format!(
-                "shape {shape:?} has more elements than fit in 64 bits"
-            ))
-        })?;
-    let nbytes = numel.checked_mul(dtype.size() as u64).ok_or_else(|| {
-        bad(format!(
-            "shape {shape:?} of {dtype} is larger than 2^64 bytes"
-        ))
-    })?;
+    let nbytes = super::checked_nbytes(&shape, dtype).map_err(bad)?;
     if end > data_len {
         return Err(bad(format!(
             "data_offsets [{begin}, {end}] run past the end of the data section ({data_len} bytes; truncated file?)"
