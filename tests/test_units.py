@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from modelkin.units import HEAD, match_units, mlp_triples
+from modelkin.units import HEAD, match_units, unit_groups
 
 WIDTH, HIDDEN = 14336, 4096  # Llama-3-8B MLP
 
@@ -57,7 +57,7 @@ def test_mlp_blocks_are_grouped_by_layer() -> None:
         ("model.layers.3.self_attn.q_proj.weight", "z"),
         ("model.layers.4.mlp.up_proj.weight", "w"),
     ]
-    assert mlp_triples(pairs) == {
+    assert unit_groups(pairs) == {
         3: [
             ("model.layers.3.mlp.gate_proj.weight", "x", "rows"),
             ("model.layers.3.mlp.down_proj.weight", "y", "cols"),

@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from safetensors import safe_open
 from safetensors.numpy import load as load_arrays
 from safetensors.numpy import save_file
 
@@ -151,19 +150,30 @@ class Fingerprint:
         return path
 
 
+def _metadata(head: bytes) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors header at the start of ``head``; ValueError if malformed."""
+    n = int.from_bytes(head[:8], "little")
+    if len(head) < 8 or n > len(head) - 8:
+        raise ValueError("truncated header")
+    meta = json.loads(head[8 : 8 + n]).get("__metadata__") or {}
+    return dict(meta)
+
+
 def is_fingerprint(path: object) -> bool:
-    """Whether ``path`` names a fingerprint file (not a model checkpoint)."""
+    """Whether ``path`` names a fingerprint file (not a model checkpoint); reads only the header."""
     if not isinstance(path, (str, os.PathLike)):
         return False
     p = Path(path)
     if not p.is_file():
         return False
     try:
-        with safe_open(str(p), framework="np") as f:
-            meta = f.metadata() or {}
-    except Exception:
+        with open(p, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if n > p.stat().st_size:
+                return False
+            return _KEY in _metadata(n.to_bytes(8, "little") + f.read(n))
+    except (OSError, ValueError, AttributeError):
         return False
-    return _KEY in meta
 
 
 def load(path: str | os.PathLike[str]) -> Fingerprint:
@@ -177,10 +187,7 @@ def load(path: str | os.PathLike[str]) -> Fingerprint:
 def loads(data: bytes, name: str = "<bytes>") -> Fingerprint:
     """Reads a fingerprint from its bytes (``name`` is used in messages)."""
     try:
-        n = int.from_bytes(data[:8], "little")
-        if len(data) < 8 or n > len(data) - 8:
-            raise ValueError("truncated header")
-        meta = json.loads(data[8 : 8 + n]).get("__metadata__") or {}
+        meta = _metadata(data)
         if _KEY not in meta:
             raise ValueError(f"{name}: not a modelkin fingerprint")
         header = json.loads(meta[_KEY])

@@ -24,7 +24,7 @@ import numpy.typing as npt
 from .align import sample_z
 from .names import canonical, layer_index
 
-__all__ = ["FAMILIES", "UnitMatch", "match_units", "mlp_triples", "unit_groups"]
+__all__ = ["FAMILIES", "UnitMatch", "match_units", "unit_groups"]
 
 #: Leading weights read per unit from each matrix.
 HEAD = 64
@@ -72,11 +72,6 @@ def unit_groups(
             if layer is not None and canonical(a).endswith(suffix):
                 out.setdefault(layer, []).append((a, b, role))
     return {k: v for k, v in out.items() if len(v) >= 2}
-
-
-def mlp_triples(pairs: list[tuple[str, str]]) -> dict[int, list[tuple[str, str, str]]]:
-    """Aligned (A, B) pairs of MLP matrices by layer, with each matrix's unit axis ("rows"/"cols")."""
-    return unit_groups(pairs, _MLP)
 
 
 def _signature(
