@@ -99,6 +99,21 @@ def test_ctrl_c_stops_a_long_diff(big_pair: tuple[Path, Path]) -> None:
     assert time.perf_counter() - sent < 3.0
 
 
+def _wait_for_workers(pid: int, timeout: float = 60.0) -> None:
+    """Waits until process ``pid`` runs the engine's worker threads (named ``modelkin-N``): a fixed
+    sleep fired the signal during imports when the machine was busy."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for comm in Path(f"/proc/{pid}/task").glob("*/comm"):
+            try:
+                if comm.read_text().startswith("modelkin"):
+                    return
+            except OSError:
+                continue
+        time.sleep(0.01)
+    raise AssertionError(f"no engine worker thread in process {pid} after {timeout} s")
+
+
 def test_ctrl_c_in_the_cli_exits_130_without_a_traceback(big_pair: tuple[Path, Path]) -> None:
     env = dict(os.environ, NO_COLOR="1")
     proc = subprocess.Popen(
@@ -108,7 +123,7 @@ def test_ctrl_c_in_the_cli_exits_130_without_a_traceback(big_pair: tuple[Path, P
         text=True,
         env=env,
     )
-    time.sleep(1.5)  # past start-up and imports, well inside a pass of several seconds
+    _wait_for_workers(proc.pid)  # past start-up and imports, inside a pass of several seconds
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, (out, err)

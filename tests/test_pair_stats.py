@@ -14,6 +14,11 @@ Tolerances follow the error bounds of the computation; each is stated where it i
 * Sums whose terms may cancel (Σab, the numerator of 1 − cos) carry an absolute error of at most
   ``SUM_EPS`` times the sum of the terms' magnitudes (lanes flushed every 256 elements: the true
   bound is ~(256/L + n/256)·ε ≈ 3e-14 for the lengths used here; SUM_EPS = 1e-10 leaves room).
+
+Pairs whose two dtypes are both narrow (``NARROW``: values exact in float32) are reduced in float32
+lanes, each lane summing at most 16 terms before the sum moves to float64 (see ``kernel.rs``). A
+term (x−μ)^k is good to ~4 float32 roundings and a 16-term sum adds 15 more, so every bound above
+takes ``NARROW_EPS = 2e-6`` (≥ 20·2⁻²⁴ = 1.2e-6) in place of RTOL, SUM_EPS, and 8·n·ε per element.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from hypothesis.extra import numpy as hnp
 EPS = float(np.finfo(np.float64).eps)
 RTOL = 1e-9
 SUM_EPS = 1e-10
+NARROW_EPS = 2e-6
 #: Absolute floor for values near the bottom of the float64 range: the path for blocks holding NaN
 #: or ±∞ pre-scales by 2⁻¹⁶ (so that Σx cannot overflow), which costs float64 subnormals their digits.
 TINY = 1e-300
@@ -51,6 +57,26 @@ INTS = [
     np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
 ]
 DTYPES = [*FLOATS, *INTS, np.dtype(np.bool_)]
+#: Dtypes whose values are exact in float32 (the engine's ``DType::fits_f32``).
+NARROW = {np.dtype(t) for t in (np.float16, np.int8, np.int16, np.uint8, np.uint16, np.bool_)}
+NARROW |= {BF16, E4M3, E5M2}
+
+
+def narrow(*arrays: npt.NDArray[Any]) -> bool:
+    """Whether a pair of these arrays is reduced in float32 lanes."""
+    return all(a.dtype in NARROW for a in arrays)
+
+
+def rtol(nar: bool) -> float:
+    """Relative tolerance of sums of like-signed terms."""
+    return NARROW_EPS if nar else RTOL
+
+
+def sum_eps(nar: bool) -> float:
+    """Absolute tolerance of cancelling sums, per unit of the terms' magnitudes."""
+    return NARROW_EPS if nar else SUM_EPS
+
+
 UINT_OF_SIZE = {1: np.dtype(np.uint8), 2: np.dtype(np.uint16), 4: np.dtype(np.uint32), 8: np.dtype(np.uint64)}
 #: Values planted at random positions of float arrays (cast to the array's dtype: ±3e38 saturates or
 #: becomes ±∞ in the narrow types, NaN in float8_e4m3fn, which has no infinities).
@@ -159,14 +185,18 @@ def _close(what: str, got: float, want: float, tol: float) -> None:
     )
 
 
-def mean_floor(v: npt.NDArray[np.float64]) -> float:
-    """8× the worst-case rounding error of a computed mean of ``v`` (n·ε·mean|v|), plus TINY."""
-    return 8 * v.size * EPS * float(np.mean(np.abs(v))) + TINY if v.size else TINY
+def mean_floor(v: npt.NDArray[np.float64], nar: bool = False) -> float:
+    """8× the worst-case rounding error of a computed mean of ``v`` (n·ε·mean|v|), plus TINY; in
+    float32 lanes, plus NARROW_EPS·mean|v| (16-term float32 sums)."""
+    if not v.size:
+        return TINY
+    per = 8 * v.size * EPS + (NARROW_EPS if nar else 0.0)
+    return per * float(np.mean(np.abs(v))) + TINY
 
 
-def centring(v: npt.NDArray[np.float64], std: float) -> float:
+def centring(v: npt.NDArray[np.float64], std: float, nar: bool = False) -> float:
     """Relative error of the centring, δ/σ (∞ when σ = 0 or when (x−μ)⁴ would underflow)."""
-    return mean_floor(v) / std if std > 1e-70 else math.inf
+    return mean_floor(v, nar) / std if std > 1e-70 else math.inf
 
 
 def _finite(x: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
@@ -182,29 +212,31 @@ def _on_pair(x: npt.NDArray[Any], y: npt.NDArray[Any]) -> tuple[npt.NDArray[np.f
 
 
 def _check_moments(
-    what: str, got: dict[str, float], want: dict[str, float], v: npt.NDArray[np.float64]
+    what: str, got: dict[str, float], want: dict[str, float], v: npt.NDArray[np.float64], nar: bool = False
 ) -> None:
-    """mean, std, skewness, kurtosis of values ``v``."""
-    fl = mean_floor(v)
-    _close(f"{what} mean", got["mean"], want["mean"], RTOL * abs(want["mean"]) + fl)
-    _close(f"{what} std", got["std"], want["std"], RTOL * want["std"] + fl)
-    c = centring(v, want["std"])
+    """mean, std, skewness, kurtosis of values ``v`` (``nar``: reduced in float32 lanes)."""
+    fl, rt = mean_floor(v, nar), rtol(nar)
+    _close(f"{what} mean", got["mean"], want["mean"], rt * abs(want["mean"]) + fl)
+    _close(f"{what} std", got["std"], want["std"], rt * want["std"] + fl)
+    c = centring(v, want["std"], nar)
     if c <= ILL_CONDITIONED:
         g1, g2 = want["skewness"], want["kurtosis"]
-        _close(f"{what} skewness", got["skewness"], g1, RTOL * (1 + abs(g1)) + 4 * c)
-        _close(f"{what} kurtosis", got["kurtosis"], g2, RTOL * (3 + abs(g2)) + 8 * c * (1 + abs(g1)))
+        _close(f"{what} skewness", got["skewness"], g1, rt * (1 + abs(g1)) + 4 * c)
+        _close(f"{what} kurtosis", got["kurtosis"], g2, rt * (3 + abs(g2)) + 8 * c * (1 + abs(g1)))
     elif want["std"] == 0:
         assert got["std"] == 0, f"{what}: constant values have a spread of exactly zero"
         assert math.isnan(got["skewness"]) and math.isnan(got["kurtosis"]), f"{what}: constant values"
 
 
-def _check_side(what: str, got: dict[str, Any], want: dict[str, Any], x: npt.NDArray[Any]) -> None:
+def _check_side(
+    what: str, got: dict[str, Any], want: dict[str, Any], x: npt.NDArray[Any], nar: bool = False
+) -> None:
     for k in ("count", "finite", "nan", "pos_inf", "neg_inf"):
         assert got[k] == want[k], f"{what} {k}: modelkin {got[k]}, reference {want[k]}"
     for k in ("min", "max"):  # extremes of exactly decoded values: no rounding at all
         _close(f"{what} {k}", got[k], want[k], 0.0)
-    _close(f"{what} l2_norm", got["l2_norm"], want["l2_norm"], RTOL * want["l2_norm"] + TINY)
-    _check_moments(what, got, want, _finite(x))
+    _close(f"{what} l2_norm", got["l2_norm"], want["l2_norm"], rtol(nar) * want["l2_norm"] + TINY)
+    _check_moments(what, got, want, _finite(x), nar)
 
 
 def _d_moments(d: dict[str, Any]) -> dict[str, float]:
@@ -228,8 +260,8 @@ def nan_equal(p: Any, q: Any) -> bool:
 def test_each_side_matches_numpy_and_scipy_for_every_dtype(xy: tuple[npt.NDArray[Any], ...]) -> None:
     x, y = xy
     got = modelkin.pair_stats(x, y).to_dict()
-    _check_side("a", got["a"], refstats.value_stats(x), x)
-    _check_side("b", got["b"], refstats.value_stats(y), y)
+    _check_side("a", got["a"], refstats.value_stats(x), x, narrow(x, y))
+    _check_side("b", got["b"], refstats.value_stats(y), y, narrow(x, y))
 
 
 @PROPERTY
@@ -251,12 +283,12 @@ def test_non_finite_values_are_counted_and_left_out_of_every_moment(
         arr[where] = rng.choice(np.array([np.nan, np.inf, -np.inf]), size=k).astype(arr.dtype)
     got = modelkin.pair_stats(x, y).to_dict()
     want = refstats.pair_stats(x, y)
-    _check_side("a", got["a"], want["a"], x)
-    _check_side("b", got["b"], want["b"], y)
+    _check_side("a", got["a"], want["a"], x, narrow(x, y))
+    _check_side("b", got["b"], want["b"], y, narrow(x, y))
     both_finite = int(np.count_nonzero(np.isfinite(refstats.decode(x)) & np.isfinite(refstats.decode(y))))
     assert got["n"] == want["n"] == both_finite
     assert got["a"]["finite"] + got["a"]["nan"] + got["a"]["pos_inf"] + got["a"]["neg_inf"] == n
-    _check_moments("d", _d_moments(got), _d_moments(want), _on_pair(x, y)[2])
+    _check_moments("d", _d_moments(got), _d_moments(want), _on_pair(x, y)[2], narrow(x, y))
 
 
 # -- the difference d = b − a and the similarities ---------------------------------------------------
@@ -269,7 +301,7 @@ def test_difference_moments_cover_positions_where_both_are_finite(xy: tuple[npt.
     assert got["n"] == want["n"]
     for k in ("d_min", "d_max", "max_abs_d"):  # b − a of exactly decoded values: exact in float64
         _close(k, got[k], want[k], 0.0)
-    _check_moments("d", _d_moments(got), _d_moments(want), _on_pair(x, y)[2])
+    _check_moments("d", _d_moments(got), _d_moments(want), _on_pair(x, y)[2], narrow(x, y))
 
 
 @PROPERTY
@@ -279,13 +311,14 @@ def test_raw_sums_match_exactly_rounded_sums(xy: tuple[npt.NDArray[Any], ...]) -
     got = modelkin.pair_stats(x, y).to_dict()
     want = refstats.pair_stats(x, y)
     a, b, _ = _on_pair(x, y)
-    n = a.size
-    _close("sum_a", got["sum_a"], want["sum_a"], RTOL * abs(want["sum_a"]) + n * mean_floor(a))
-    _close("sum_b", got["sum_b"], want["sum_b"], RTOL * abs(want["sum_b"]) + n * mean_floor(b))
-    _close("sum_a2", got["sum_a2"], want["sum_a2"], RTOL * want["sum_a2"] + TINY)
-    _close("sum_b2", got["sum_b2"], want["sum_b2"], RTOL * want["sum_b2"] + TINY)
+    n, nar = a.size, narrow(x, y)
+    rt = rtol(nar)
+    _close("sum_a", got["sum_a"], want["sum_a"], rt * abs(want["sum_a"]) + n * mean_floor(a, nar))
+    _close("sum_b", got["sum_b"], want["sum_b"], rt * abs(want["sum_b"]) + n * mean_floor(b, nar))
+    _close("sum_a2", got["sum_a2"], want["sum_a2"], rt * want["sum_a2"] + TINY)
+    _close("sum_b2", got["sum_b2"], want["sum_b2"], rt * want["sum_b2"] + TINY)
     # Σab may cancel: |error| ≲ SUM_EPS·Σ|ab| ≤ SUM_EPS·(Σa² + Σb²)/2.
-    tol = RTOL * abs(want["sum_ab"]) + SUM_EPS * (want["sum_a2"] + want["sum_b2"]) + TINY
+    tol = rt * abs(want["sum_ab"]) + sum_eps(nar) * (want["sum_a2"] + want["sum_b2"]) + TINY
     _close("sum_ab", got["sum_ab"], want["sum_ab"], tol)
 
 
@@ -296,6 +329,7 @@ def _check_similarity(
     u: npt.NDArray[np.float64],
     w: npt.NDArray[np.float64],
     d: npt.NDArray[np.float64],
+    nar: bool = False,
 ) -> None:
     """(similarity, 1 − similarity) of u, w with d = w − u: cosine, or for Pearson r that of the
     centred vectors (d centred on its own: w − u rounds away its digits when u and w are large)."""
@@ -320,7 +354,7 @@ def _check_similarity(
         scale = 1.0
     else:  # near the switch: either
         scale = max(1.0, from_d)
-    tol = RTOL * abs(om) + SUM_EPS * scale
+    tol = rtol(nar) * abs(om) + sum_eps(nar) * scale
     _close(what, got[0], want[0], tol + EPS)
     _close(f"1 - {what}", got[1], om, tol)
 
@@ -332,20 +366,23 @@ def test_similarities_match_the_reference_for_every_dtype_pair(xy: tuple[npt.NDA
     got = modelkin.pair_stats(x, y).to_dict()
     want = refstats.pair_stats(x, y)
     a, b, d = _on_pair(x, y)
-    _close("rel_change", got["rel_change"], want["rel_change"], RTOL * abs(want["rel_change"]) + TINY)
+    nar = narrow(x, y)
+    rt = rtol(nar)
+    _close("rel_change", got["rel_change"], want["rel_change"], rt * abs(want["rel_change"]) + TINY)
     cos = ("cosine", "one_minus_cosine")
-    _check_similarity("cosine", (got[cos[0]], got[cos[1]]), (want[cos[0]], want[cos[1]]), a, b, d)
+    _check_similarity("cosine", (got[cos[0]], got[cos[1]]), (want[cos[0]], want[cos[1]]), a, b, d, nar)
     if a.size == 0:
         return
-    ca, cb, cd = (centring(v, float(np.std(v))) for v in (a, b, d))
+    ca, cb, cd = (centring(v, float(np.std(v)), nar) for v in (a, b, d))
     if max(ca, cb, cd) > ILL_CONDITIONED:
         return  # a side or d is numerically constant: its centred sums carry no digits
     r = ("pearson", "one_minus_pearson")
     ac, bc = a - np.mean(a), b - np.mean(b)
     dc = d - np.mean(d)
-    _check_similarity("pearson", (got[r[0]], got[r[1]]), (want[r[0]], want[r[1]]), ac, bc, dc)
+    _check_similarity("pearson", (got[r[0]], got[r[1]]), (want[r[0]], want[r[1]]), ac, bc, dc, nar)
     # corr(d, a) = C/√(DA) from direct sums; an error δ in the means moves it by O((δ/σ)²).
-    _close("corr_d_a", got["corr_d_a"], want["corr_d_a"], 1e-9 + 3 * SUM_EPS + 4 * (ca + cd) ** 2)
+    tol = rt + 3 * sum_eps(nar) + 4 * (ca + cd) ** 2
+    _close("corr_d_a", got["corr_d_a"], want["corr_d_a"], tol)
 
 
 # -- equal counts ------------------------------------------------------------------------------------------
@@ -616,6 +653,23 @@ def test_one_minus_cosine_and_pearson_stay_accurate_when_b_is_a_plus_tiny_noise(
     assert abs(r.one_minus_cosine - want_cos) < 1e-6 * want_cos
     assert abs(r.one_minus_pearson - want_r) < 1e-6 * want_r
     assert r.cosine == 1 - r.one_minus_cosine and r.pearson == 1 - r.one_minus_pearson
+
+
+@pytest.mark.parametrize("dtype", [BF16, np.dtype(np.float16)], ids=["bfloat16", "float16"])
+def test_narrow_pairs_reduced_in_float32_lanes_keep_one_minus_cosine_to_1e_6(dtype: np.dtype[Any]) -> None:
+    # Half-precision pairs take the float32-lane kernel; 1 − cos of a lightly noised copy (≈ 1e-5,
+    # Llama3-V's recipe: σ(d)/σ(a) ≈ 0.07) must still be good to 1e-6 relative, as must σ(d).
+    rng = np.random.default_rng(7)
+    a = (rng.normal(size=1_000_003) * 0.02).astype(dtype)
+    b = (a.astype(np.float64) + rng.normal(size=a.size) * 1.4e-3).astype(dtype)
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    r = modelkin.pair_stats(a, b)
+    want_cos = refstats.one_minus_cosine_from_d(a64, b64)
+    want_r = refstats.one_minus_pearson_from_d(a64, b64)
+    assert abs(r.one_minus_cosine - want_cos) < 1e-6 * want_cos
+    assert abs(r.one_minus_pearson - want_r) < 1e-6 * want_r
+    assert r.d.std == pytest.approx(float(np.std(b64 - a64)), rel=1e-6)
+    assert r.a.moments.std == pytest.approx(float(np.std(a64)), rel=1e-6)
 
 
 def test_naive_float32_one_minus_cosine_is_off_by_more_than_30_percent(

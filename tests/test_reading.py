@@ -80,16 +80,18 @@ def reference_stats(x: np.ndarray) -> dict[str, float]:
 
 
 def assert_stats_match(got: modelkin.ValueStats, x: np.ndarray, what: str) -> None:
-    """Counts, min and max exactly; moments to float64 precision (every dtype is reduced in float64):
-    mean/std/l2 to 1e-9 relative, skewness/kurtosis to 1e-7.
+    """Counts, min and max exactly; moments to float64 precision: mean/std/l2 to 1e-9 relative,
+    skewness/kurtosis to 1e-7 — or, for dtypes reduced in float32 lanes (values exact in float32:
+    see tests/test_pair_stats.py), everything to 2e-6.
     """
     ref = reference_stats(x)
     d = got.to_dict()
     for k in ("count", "finite", "nan", "pos_inf", "neg_inf", "min", "max"):
         assert d[k] == ref[k], f"{what}: {k} = {d[k]!r}, numpy says {ref[k]!r}"
-    rel, shape_tol = 1e-9, 1e-7
+    narrow = x.dtype.itemsize <= 2
+    rel, shape_tol = (2e-6, 2e-6) if narrow else (1e-9, 1e-7)
     scale = max(abs(ref["mean"]), ref["std"])
-    mean_abs = 1e-12 * scale  # the mean may be ~0 while the values are not
+    mean_abs = (2e-6 if narrow else 1e-12) * scale  # the mean may be ~0 while the values are not
     assert d["mean"] == pytest.approx(ref["mean"], rel=rel, abs=mean_abs), f"{what}: mean"
     assert d["std"] == pytest.approx(ref["std"], rel=rel), f"{what}: std"
     assert d["l2_norm"] == pytest.approx(ref["l2_norm"], rel=rel), f"{what}: l2_norm"

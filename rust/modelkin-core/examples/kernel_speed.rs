@@ -4,8 +4,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use modelkin_core::dtype::{decode_into, DType};
-use modelkin_core::kernel::{pair_block, single_block};
+use modelkin_core::dtype::{decode_f32, decode_into, DType};
+use modelkin_core::kernel::{pair_block, pair_block_f32, single_block, single_block_f32};
 use modelkin_core::stream::BLOCK;
 
 fn rate(name: &str, reps: usize, mut f: impl FnMut()) {
@@ -35,8 +35,21 @@ fn main() {
     rate("single f64", reps, || {
         black_box(single_block(black_box(&a64)));
     });
+    rate("pair f32", reps, || {
+        black_box(pair_block_f32(black_box(&a32), black_box(&b32)));
+    });
+    rate("single f32", reps, || {
+        black_box(single_block_f32(black_box(&a32)));
+    });
     let raw: Vec<u8> = (0..8 * BLOCK).map(|i| (i * 31 % 251) as u8).collect();
     let mut wide = vec![0.0f64; BLOCK];
+    let mut narrow = vec![0.0f32; BLOCK];
+    for d in [DType::BF16, DType::F16, DType::F8_E4M3] {
+        let bytes = &raw[..BLOCK * d.size()];
+        rate(&format!("decode {d} -> f32"), reps, || {
+            decode_f32(d, black_box(bytes), &mut narrow)
+        });
+    }
     for d in [DType::BF16, DType::F16, DType::F8_E4M3, DType::F32] {
         let bytes = &raw[..BLOCK * d.size()];
         rate(&format!("decode {d} -> f64"), reps, || {

@@ -244,13 +244,39 @@ fn decode_generic(dtype: DType, bytes: &[u8], out: &mut [f64]) {
 ///
 /// Wide dtypes are a programming error: they are decoded with [`decode_into`].
 pub fn decode_f32(dtype: DType, bytes: &[u8], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512bw")]
+        fn wide512(dtype: DType, bytes: &[u8], out: &mut [f32]) {
+            decode_f32_generic(dtype, bytes, out)
+        }
+        #[target_feature(enable = "avx2")]
+        fn wide256(dtype: DType, bytes: &[u8], out: &mut [f32]) {
+            decode_f32_generic(dtype, bytes, out)
+        }
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+        {
+            // SAFETY: the CPU has AVX-512F and BW, checked just above.
+            return unsafe { wide512(dtype, bytes, out) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { wide256(dtype, bytes, out) };
+        }
+    }
+    decode_f32_generic(dtype, bytes, out)
+}
+
+#[inline(always)]
+fn decode_f32_generic(dtype: DType, bytes: &[u8], out: &mut [f32]) {
     debug_assert!(dtype.fits_f32());
     debug_assert_eq!(bytes.len(), out.len() * dtype.size());
     match dtype {
         DType::BF16 => {
             // bf16 is the high half of an f32: a shift, which the compiler vectorises.
-            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                *o = f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16);
+            for (o, c) in out.iter_mut().zip(bytes.as_chunks::<2>().0) {
+                *o = f32::from_bits((u16::from_le_bytes(*c) as u32) << 16);
             }
         }
         DType::F16 => {
@@ -276,13 +302,13 @@ pub fn decode_f32(dtype: DType, bytes: &[u8], out: &mut [f32]) {
             }
         }
         DType::I16 => {
-            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                *o = i16::from_le_bytes([c[0], c[1]]) as f32;
+            for (o, c) in out.iter_mut().zip(bytes.as_chunks::<2>().0) {
+                *o = i16::from_le_bytes(*c) as f32;
             }
         }
         DType::U16 => {
-            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                *o = u16::from_le_bytes([c[0], c[1]]) as f32;
+            for (o, c) in out.iter_mut().zip(bytes.as_chunks::<2>().0) {
+                *o = u16::from_le_bytes(*c) as f32;
             }
         }
         DType::I8 => {

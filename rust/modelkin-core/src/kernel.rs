@@ -1,19 +1,18 @@
 //! The hot path: statistics of one block of decoded values (a few thousand elements, in cache).
 //!
 //! A block is summarised in two passes: sums, extremes and equal counts first, then central moment
-//! sums about the block means. Both passes keep `L` independent `f64` accumulators (one SIMD
-//! register's worth) so the compiler vectorises them, and add them into block totals every [`SUB`]
-//! elements. x86-64 builds carry AVX-512 and AVX2 copies of the kernels, picked at run time; results
-//! do not depend on the thread count on a given machine.
+//! sums about the block means. Both passes keep `L` independent lane accumulators (one SIMD
+//! register's worth) so the compiler vectorises them, and move them into `f64` block totals every
+//! [`Lane::TERMS`] terms per lane. Values of dtypes that are exact in `f32` (bf16, f16, fp8, small
+//! integers) are reduced in `f32` lanes, twice as many per register, at a stated cost in rounding
+//! (see [`Lane`]); everything else in `f64`. x86-64 builds carry AVX-512 and AVX2 copies of the
+//! kernels, picked at run time; results do not depend on the thread count on a given machine.
 //!
 //! Blocks holding NaN or infinities (detected from the sums) take a scalar path that leaves those
 //! elements out. A block whose values are all equal gets that value as its exact mean, so constant
 //! tensors (and identical pairs) report a spread of exactly zero rather than rounding noise.
 
 use crate::moments::{CoMoment, Moments};
-
-/// Elements per partial sum: lane accumulators are added into block totals this often.
-pub const SUB: usize = 256;
 
 /// Statistics of one tensor's values: moments of the finite values, extremes, non-finite counts.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -134,52 +133,157 @@ impl PairStats {
     }
 }
 
-/// x·y + z, fused (one rounding) where the copy of the kernel is compiled for a CPU with FMA.
-#[inline(always)]
-fn fma<const F: bool>(x: f64, y: f64, z: f64) -> f64 {
-    if F {
-        x.mul_add(y, z)
-    } else {
-        x * y + z
+/// A lane element type the block kernels run in: `f64`, or `f32` for values that are exact in it.
+///
+/// Each lane sums at most [`Lane::TERMS`] terms before its sum moves into an `f64` total, so errors
+/// do not grow with the tensor. In `f32` lanes a term (x − c)^k costs up to ~4 roundings of 2⁻²⁴
+/// and a 16-term sum 15 more: sums of like-signed terms are good to 1.2e-6 relative at worst
+/// (about 3e-7 measured on noised bf16 and f16 copies), which `tests/test_pair_stats.py` checks at
+/// 2e-6. Deviations are taken about the block mean rounded to `f32`, which Sterbenz's lemma makes
+/// exact for values within a factor of two of it, and are moved to the exact mean in `f64`.
+pub trait Lane:
+    Copy
+    + PartialOrd
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::AddAssign
+{
+    /// Terms each lane sums before they are moved into `f64` totals (a sub-block is `L` times as
+    /// many elements).
+    const TERMS: usize;
+    /// Zero.
+    const ZERO: Self;
+    /// +∞.
+    const INF: Self;
+    /// −∞.
+    const NEG_INF: Self;
+    /// Exact widening.
+    fn wide(self) -> f64;
+    /// Rounding narrowing.
+    fn narrow(v: f64) -> Self;
+    /// `self · y + z`, fused when `F` (the kernel copy is compiled for a CPU with FMA).
+    fn fma<const F: bool>(self, y: Self, z: Self) -> Self;
+    /// Bit-identical values.
+    fn same_bits(self, o: Self) -> bool;
+}
+
+impl Lane for f64 {
+    const TERMS: usize = 256 / 8;
+    const ZERO: f64 = 0.0;
+    const INF: f64 = f64::INFINITY;
+    const NEG_INF: f64 = f64::NEG_INFINITY;
+    #[inline(always)]
+    fn wide(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    fn narrow(v: f64) -> f64 {
+        v
+    }
+    #[inline(always)]
+    fn fma<const F: bool>(self, y: f64, z: f64) -> f64 {
+        if F {
+            self.mul_add(y, z)
+        } else {
+            self * y + z
+        }
+    }
+    #[inline(always)]
+    fn same_bits(self, o: f64) -> bool {
+        self.to_bits() == o.to_bits()
     }
 }
 
-/// Adds lane partial sums into totals, in a fixed order.
-#[inline(always)]
-fn flush<const L: usize, const K: usize>(totals: &mut [f64; K], lanes: &mut [[f64; L]; K]) {
-    for (t, lane) in totals.iter_mut().zip(lanes.iter_mut()) {
-        *t += lane.iter().sum::<f64>();
-        *lane = [0.0; L];
+impl Lane for f32 {
+    const TERMS: usize = 16;
+    const ZERO: f32 = 0.0;
+    const INF: f32 = f32::INFINITY;
+    const NEG_INF: f32 = f32::NEG_INFINITY;
+    #[inline(always)]
+    fn wide(self) -> f64 {
+        self as f64
+    }
+    #[inline(always)]
+    fn narrow(v: f64) -> f32 {
+        v as f32
+    }
+    #[inline(always)]
+    fn fma<const F: bool>(self, y: f32, z: f32) -> f32 {
+        if F {
+            self.mul_add(y, z)
+        } else {
+            self * y + z
+        }
+    }
+    #[inline(always)]
+    fn same_bits(self, o: f32) -> bool {
+        self.to_bits() == o.to_bits()
+    }
+}
+
+/// Block totals kept in `W` lanes of `f64`, so that adding a sub-block's lane sums into them is a
+/// few vector operations (lane `l` of the lane type goes to total lane `l % W`: one register of
+/// `f64` takes one register of `f64` lanes, or half of one of `f32` lanes). The lanes are added up
+/// once, at the end of the block, in a fixed order.
+struct Totals<const W: usize, const K: usize>([[f64; W]; K]);
+
+impl<const W: usize, const K: usize> Totals<W, K> {
+    #[inline(always)]
+    fn new() -> Self {
+        Totals([[0.0; W]; K])
+    }
+
+    /// Adds lane partial sums into the totals and clears them.
+    #[inline(always)]
+    fn flush<T: Lane, const L: usize>(&mut self, lanes: &mut [[T; L]; K]) {
+        for (t, lane) in self.0.iter_mut().zip(lanes.iter_mut()) {
+            let (low, high) = lane.split_at(W.min(L));
+            for (u, v) in t.iter_mut().zip(low) {
+                *u += v.wide();
+            }
+            for (u, v) in t.iter_mut().zip(high) {
+                *u += v.wide();
+            }
+            *lane = [T::ZERO; L];
+        }
+    }
+
+    #[inline(always)]
+    fn sum(&self) -> [f64; K] {
+        self.0.map(|t| t.iter().sum::<f64>())
     }
 }
 
 #[inline(always)]
-fn lane_min<const L: usize>(v: &[f64; L]) -> f64 {
+fn lane_min<T: Lane, const L: usize>(v: &[T; L]) -> f64 {
     v.iter()
-        .fold(f64::INFINITY, |m, &x| if x < m { x } else { m })
+        .fold(T::INF, |m, &x| if x < m { x } else { m })
+        .wide()
 }
 
 #[inline(always)]
-fn lane_max<const L: usize>(v: &[f64; L]) -> f64 {
+fn lane_max<T: Lane, const L: usize>(v: &[T; L]) -> f64 {
     v.iter()
-        .fold(f64::NEG_INFINITY, |m, &x| if x > m { x } else { m })
+        .fold(T::NEG_INF, |m, &x| if x > m { x } else { m })
+        .wide()
 }
 
 /// One step of a [`sweep`]: an element pair (lane, a, b), or the end of a sub-block.
-enum Step {
-    Elem(usize, f64, f64),
+enum Step<T> {
+    Elem(usize, T, T),
     Flush,
 }
 
 /// Calls `f(Step::Elem(lane, a[i], b[i]))` for every position, `L` lanes at a time, in sub-blocks of
-/// [`SUB`] elements, and `f(Step::Flush)` after each sub-block. Whole lanes come from `as_chunks`,
+/// [`Lane::TERMS`]` · L` elements, and `f(Step::Flush)` after each sub-block. Whole lanes come from `as_chunks`,
 /// so the loop has no bounds checks; callers pass `#[inline(always)]` closures so it vectorises.
 #[inline(always)]
-fn sweep<const L: usize>(a: &[f64], b: &[f64], mut f: impl FnMut(Step)) {
+fn sweep<T: Lane, const L: usize>(a: &[T], b: &[T], mut f: impl FnMut(Step<T>)) {
     let n = a.len().min(b.len());
     let mut start = 0;
     while start < n {
-        let end = (start + SUB).min(n);
+        let end = (start + T::TERMS * L).min(n);
         let (ca, ra) = a[start..end].as_chunks::<L>();
         let (cb, rb) = b[start..end].as_chunks::<L>();
         for (x, y) in ca.iter().zip(cb) {
@@ -187,71 +291,134 @@ fn sweep<const L: usize>(a: &[f64], b: &[f64], mut f: impl FnMut(Step)) {
                 f(Step::Elem(l, x[l], y[l]));
             }
         }
-        for (l, (&x, &y)) in ra.iter().zip(rb).enumerate() {
-            f(Step::Elem(l, x, y));
+        if !ra.is_empty() {
+            // The tail goes through the same constant lane indices as whole chunks (with the
+            // lanes past its end skipped), so the accumulators can live in registers throughout.
+            let (mut x, mut y) = ([T::ZERO; L], [T::ZERO; L]);
+            x[..ra.len()].copy_from_slice(ra);
+            y[..rb.len()].copy_from_slice(rb);
+            for l in 0..L {
+                if l < ra.len() {
+                    f(Step::Elem(l, x[l], y[l]));
+                }
+            }
         }
         f(Step::Flush);
         start = end;
     }
 }
 
+/// Whether `f32` lanes hold every power up to the fourth of deviations spanning `[lo, hi]` without
+/// overflow, and without the largest of them falling near the subnormal range.
+fn f32_safe(lo: f64, hi: f64) -> bool {
+    let (big, spread) = (lo.abs().max(hi.abs()), hi - lo);
+    big <= (1u64 << 28) as f64 && (spread == 0.0 || spread >= 1.0 / (1u64 << 20) as f64)
+}
+
+/// Central moments about `mean` from power sums `s = [Σe², Σe³, Σe⁴]` of deviations e = x − c taken
+/// about `c`, a rounding of the mean to the lane type (`c == mean` in `f64` lanes: no correction).
+fn recentre(n: u64, mean: f64, c: f64, s: [f64; 3]) -> Moments {
+    let (nf, d) = (n as f64, mean - c);
+    Moments {
+        n,
+        mean,
+        m2: s[0] - nf * d * d,
+        m3: s[1] - 3.0 * d * s[0] + 2.0 * nf * d * d * d,
+        m4: s[2] - 4.0 * d * s[1] + 6.0 * d * d * s[0] - 3.0 * nf * d * d * d * d,
+    }
+}
+
+/// [`sweep`] for one sequence: `f(Some((lane, x[i])))` for every position, `f(None)` after every
+/// sub-block.
 #[inline(always)]
-fn single_generic<const L: usize>(x: &[f64]) -> ValueStats {
+fn sweep1<T: Lane, const L: usize>(x: &[T], mut f: impl FnMut(Option<(usize, T)>)) {
+    let (chunks, tail) = x.as_chunks::<L>();
+    for sub in chunks.chunks(T::TERMS) {
+        for c in sub {
+            for (l, &v) in c.iter().enumerate() {
+                f(Some((l, v)));
+            }
+        }
+        f(None);
+    }
+    if !tail.is_empty() {
+        let mut c = [T::ZERO; L];
+        c[..tail.len()].copy_from_slice(tail);
+        for (l, &v) in c.iter().enumerate() {
+            if l < tail.len() {
+                f(Some((l, v)));
+            }
+        }
+        f(None);
+    }
+}
+
+#[inline(always)]
+fn single_generic<T: Lane, const L: usize, const W: usize>(
+    x: &[T],
+    wide: fn(&[T]) -> Vec<f64>,
+) -> ValueStats {
     let n = x.len();
     if n == 0 {
         return ValueStats::default();
     }
-    let (mut lo, mut hi) = ([f64::INFINITY; L], [f64::NEG_INFINITY; L]);
-    let mut sums = [[0.0; L]; 1];
-    let mut total = [0.0; 1];
-    sweep::<L>(
-        x,
+    let (mut lo, mut hi) = ([T::INF; L], [T::NEG_INF; L]);
+    let mut sums = [[T::ZERO; L]; 1];
+    let mut total = Totals::<W, 1>::new();
+    sweep1::<T, L>(
         x,
         #[inline(always)]
         |step| match step {
-            Step::Elem(l, v, _) => {
+            Some((l, v)) => {
                 sums[0][l] += v;
                 lo[l] = if v < lo[l] { v } else { lo[l] };
                 hi[l] = if v > hi[l] { v } else { hi[l] };
             }
-            Step::Flush => flush(&mut total, &mut sums),
+            None => total.flush(&mut sums),
         },
     );
+    let total = total.sum();
     if !total[0].is_finite() {
-        return single_masked(x);
+        return single_masked(&wide(x));
     }
     let (min, max) = (lane_min(&lo), lane_max(&hi));
+    if size_of::<T>() < 8 && !f32_safe(min, max) {
+        return single_block(&wide(x));
+    }
     let mean = if min == max { min } else { total[0] / n as f64 };
-    let mut acc = [[0.0; L]; 3];
-    let mut c = [0.0; 3];
-    sweep::<L>(
-        x,
+    let c = T::narrow(mean);
+    let mut acc = [[T::ZERO; L]; 3];
+    let mut s = Totals::<W, 3>::new();
+    sweep1::<T, L>(
         x,
         #[inline(always)]
         |step| match step {
-            Step::Elem(l, v, _) => {
-                let e = v - mean;
+            Some((l, v)) => {
+                let e = v - c;
                 let e2 = e * e;
                 acc[0][l] += e2;
                 acc[1][l] += e2 * e;
                 acc[2][l] += e2 * e2;
             }
-            Step::Flush => flush(&mut c, &mut acc),
+            None => s.flush(&mut acc),
         },
     );
+    let s = s.sum();
     ValueStats {
         count: n as u64,
-        moments: Moments {
-            n: n as u64,
-            mean,
-            m2: c[0],
-            m3: c[1],
-            m4: c[2],
-        },
+        moments: recentre(n as u64, mean, c.wide(), s),
         min,
         max,
         ..ValueStats::default()
     }
+}
+
+fn widen(x: &[f32]) -> Vec<f64> {
+    x.iter().map(|&v| v as f64).collect()
+}
+
+fn keep(x: &[f64]) -> Vec<f64> {
+    x.to_vec()
 }
 
 /// The scalar path for blocks holding non-finite values (or sums that overflow).
@@ -313,20 +480,26 @@ fn moments_robust(v: &[f64]) -> Moments {
 }
 
 #[inline(always)]
-fn pair_generic<const L: usize, const F: bool>(a: &[f64], b: &[f64]) -> PairStats {
+fn pair_generic<T: Lane, const L: usize, const W: usize, const F: bool>(
+    a: &[T],
+    b: &[T],
+    wide: fn(&[T]) -> Vec<f64>,
+) -> PairStats {
     debug_assert_eq!(a.len(), b.len());
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     if n == 0 {
         return PairStats::default();
     }
-    let (mut loa, mut hia) = ([f64::INFINITY; L], [f64::NEG_INFINITY; L]);
-    let (mut lob, mut hib) = ([f64::INFINITY; L], [f64::NEG_INFINITY; L]);
-    let (mut lod, mut hid) = ([f64::INFINITY; L], [f64::NEG_INFINITY; L]);
-    let mut eq = [0u64; L];
-    let mut sums = [[0.0; L]; 3];
-    let mut tot = [0.0; 3];
-    sweep::<L>(
+    let (mut loa, mut hia) = ([T::INF; L], [T::NEG_INF; L]);
+    let (mut lob, mut hib) = ([T::INF; L], [T::NEG_INF; L]);
+    let (mut lod, mut hid) = ([T::INF; L], [T::NEG_INF; L]);
+    // Equal counts in 32-bit lanes (the width of f32 lanes): callers pass fewer than 2³² · L
+    // elements (see `split`).
+    let mut eq = [0u32; L];
+    let mut sums = [[T::ZERO; L]; 3];
+    let mut tot = Totals::<W, 3>::new();
+    sweep::<T, L>(
         a,
         b,
         #[inline(always)]
@@ -342,61 +515,66 @@ fn pair_generic<const L: usize, const F: bool>(a: &[f64], b: &[f64]) -> PairStat
                 hib[l] = if y > hib[l] { y } else { hib[l] };
                 lod[l] = if d < lod[l] { d } else { lod[l] };
                 hid[l] = if d > hid[l] { d } else { hid[l] };
-                eq[l] += (x.to_bits() == y.to_bits()) as u64;
+                eq[l] += x.same_bits(y) as u32;
             }
-            Step::Flush => flush(&mut tot, &mut sums),
+            Step::Flush => tot.flush(&mut sums),
         },
     );
+    let tot = tot.sum();
     // A finite sum proves every term finite (a NaN or ±∞ term cannot cancel out).
     if !tot.iter().all(|t| t.is_finite()) {
-        return pair_masked(a, b);
+        return pair_masked(&wide(a), &wide(b));
     }
     let nf = n as f64;
     let (mina, maxa) = (lane_min(&loa), lane_max(&hia));
     let (minb, maxb) = (lane_min(&lob), lane_max(&hib));
     let (mind, maxd) = (lane_min(&lod), lane_max(&hid));
+    if size_of::<T>() < 8 && !(f32_safe(mina, maxa) && f32_safe(minb, maxb) && f32_safe(mind, maxd))
+    {
+        return pair_block(&wide(a), &wide(b));
+    }
     let exact = |lo: f64, hi: f64, sum: f64| if lo == hi { lo } else { sum / nf };
     let (ma, mb, md) = (
         exact(mina, maxa, tot[0]),
         exact(minb, maxb, tot[1]),
         exact(mind, maxd, tot[2]),
     );
-    let mut acc = [[0.0; L]; 11];
-    let mut c = [0.0; 11];
-    sweep::<L>(
+    // Deviations are taken about the means rounded to the lane type; `recentre` moves the sums to
+    // the exact means afterwards (a no-op in f64 lanes).
+    let (ca, cb, cd) = (T::narrow(ma), T::narrow(mb), T::narrow(md));
+    let mut acc = [[T::ZERO; L]; 11];
+    let mut c = Totals::<W, 11>::new();
+    sweep::<T, L>(
         a,
         b,
         #[inline(always)]
         |step| match step {
             Step::Elem(l, x, y) => {
-                let ea = x - ma;
-                let eb = y - mb;
-                let ed = (y - x) - md;
+                let ea = x - ca;
+                let eb = y - cb;
+                let ed = (y - x) - cd;
                 let (ea2, eb2, ed2) = (ea * ea, eb * eb, ed * ed);
                 acc[0][l] += ea2;
-                acc[1][l] = fma::<F>(ea2, ea, acc[1][l]);
-                acc[2][l] = fma::<F>(ea2, ea2, acc[2][l]);
+                acc[1][l] = ea2.fma::<F>(ea, acc[1][l]);
+                acc[2][l] = ea2.fma::<F>(ea2, acc[2][l]);
                 acc[3][l] += eb2;
-                acc[4][l] = fma::<F>(eb2, eb, acc[4][l]);
-                acc[5][l] = fma::<F>(eb2, eb2, acc[5][l]);
+                acc[4][l] = eb2.fma::<F>(eb, acc[4][l]);
+                acc[5][l] = eb2.fma::<F>(eb2, acc[5][l]);
                 acc[6][l] += ed2;
-                acc[7][l] = fma::<F>(ed2, ed, acc[7][l]);
-                acc[8][l] = fma::<F>(ed2, ed2, acc[8][l]);
-                acc[9][l] = fma::<F>(ed, ea, acc[9][l]);
-                acc[10][l] = fma::<F>(ea, eb, acc[10][l]);
+                acc[7][l] = ed2.fma::<F>(ed, acc[7][l]);
+                acc[8][l] = ed2.fma::<F>(ed2, acc[8][l]);
+                acc[9][l] = ed.fma::<F>(ea, acc[9][l]);
+                acc[10][l] = ea.fma::<F>(eb, acc[10][l]);
             }
-            Step::Flush => flush(&mut c, &mut acc),
+            Step::Flush => c.flush(&mut acc),
         },
     );
+    let c = c.sum();
     let n64 = n as u64;
-    let moments = |mean: f64, k: usize| Moments {
-        n: n64,
-        mean,
-        m2: c[k],
-        m3: c[k + 1],
-        m4: c[k + 2],
-    };
-    let (am, bm) = (moments(ma, 0), moments(mb, 3));
+    let (ka, kb, kd) = (ma - ca.wide(), mb - cb.wide(), md - cd.wide());
+    let am = recentre(n64, ma, ca.wide(), [c[0], c[1], c[2]]);
+    let bm = recentre(n64, mb, cb.wide(), [c[3], c[4], c[5]]);
+    let dm = recentre(n64, md, cd.wide(), [c[6], c[7], c[8]]);
     let stats = |m: Moments, min: f64, max: f64| ValueStats {
         count: n64,
         moments: m,
@@ -407,24 +585,25 @@ fn pair_generic<const L: usize, const F: bool>(a: &[f64], b: &[f64]) -> PairStat
     PairStats {
         a: stats(am, mina, maxa),
         b: stats(bm, minb, maxb),
-        d: moments(md, 6),
+        d: dm,
         d_min: mind,
         d_max: maxd,
         a_on_pair: am,
         b_on_pair: bm,
+        // Σ(x − c)(y − c') = Σ(x − x̄)(y − ȳ) + n·k·k' when c = x̄ − k and c' = ȳ − k'.
         da: CoMoment {
             n: n64,
             mean_x: md,
             mean_y: ma,
-            c: c[9],
+            c: c[9] - nf * kd * ka,
         },
         ab: CoMoment {
             n: n64,
             mean_x: ma,
             mean_y: mb,
-            c: c[10],
+            c: c[10] - nf * ka * kb,
         },
-        equal: eq.iter().sum(),
+        equal: eq.iter().map(|&e| e as u64).sum(),
     }
 }
 
@@ -472,67 +651,98 @@ fn pair_masked(a: &[f64], b: &[f64]) -> PairStats {
     }
 }
 
-/// Defines a public kernel that dispatches at run time to AVX-512, AVX2 or portable copies of a
-/// generic function, each with the lane count that fills one register.
-macro_rules! dispatch {
-    ($(#[$doc:meta])* $name:ident, $generic:ident, ($($arg:ident: $aty:ty),*) -> $ret:ty) => {
+/// Defines a public kernel with AVX-512+FMA, AVX2+FMA and portable copies, picked at run time.
+macro_rules! dispatched {
+    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $aty:ty),*) -> $ret:ty {
+        avx512: $e512:expr, avx2: $e256:expr, portable: $ep:expr $(,)?
+    }) => {
         $(#[$doc])*
         pub fn $name($($arg: $aty),*) -> $ret {
             #[cfg(target_arch = "x86_64")]
             {
-                #[target_feature(enable = "avx512f")]
+                #[target_feature(enable = "avx512f,fma")]
                 fn wide512($($arg: $aty),*) -> $ret {
-                    $generic::<8>($($arg),*)
+                    $e512
                 }
-                #[target_feature(enable = "avx2")]
+                #[target_feature(enable = "avx2,fma")]
                 fn wide256($($arg: $aty),*) -> $ret {
-                    $generic::<4>($($arg),*)
+                    $e256
                 }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has AVX-512F, checked just above.
-                    return unsafe { wide512($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU has AVX2, checked just above.
-                    return unsafe { wide256($($arg),*) };
+                if let Some(w) = simd() {
+                    // SAFETY: `simd` checked that the CPU has the features of the copy it picks.
+                    return unsafe {
+                        if w == 512 {
+                            wide512($($arg),*)
+                        } else {
+                            wide256($($arg),*)
+                        }
+                    };
                 }
             }
-            $generic::<2>($($arg),*)
+            $ep
         }
     };
 }
 
-/// Statistics of one block of a tensor pair (`a` and `b` of equal length).
-///
-/// The AVX-512 and AVX2 copies also use fused multiply-adds where the CPU has them, so the last
-/// bits of the higher moments can differ between machines (never between thread counts).
-pub fn pair_block(a: &[f64], b: &[f64]) -> PairStats {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,fma")]
-        fn wide512(a: &[f64], b: &[f64]) -> PairStats {
-            pair_generic::<8, true>(a, b)
-        }
-        #[target_feature(enable = "avx2,fma")]
-        fn wide256(a: &[f64], b: &[f64]) -> PairStats {
-            pair_generic::<4, true>(a, b)
-        }
-        let fma = std::arch::is_x86_feature_detected!("fma");
-        if fma && std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F and FMA, checked just above.
-            return unsafe { wide512(a, b) };
-        }
-        if fma && std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 and FMA, checked just above.
-            return unsafe { wide256(a, b) };
-        }
+dispatched! {
+    /// Statistics of one block of a tensor pair (`a` and `b` of equal length).
+    ///
+    /// The AVX-512 and AVX2 copies also use fused multiply-adds where the CPU has them, so the
+    /// last bits of the higher moments can differ between machines (never between thread counts).
+    fn pair_block(a: &[f64], b: &[f64]) -> PairStats {
+        avx512: pair_generic::<f64, 8, 8, true>(a, b, keep),
+        avx2: pair_generic::<f64, 4, 4, true>(a, b, keep),
+        portable: pair_generic::<f64, 2, 2, false>(a, b, keep),
     }
-    pair_generic::<2, false>(a, b)
 }
-dispatch!(
+
+dispatched! {
+    /// [`pair_block`] for values exact in `f32` (decoded from a dtype with [`DType::fits_f32`]):
+    /// twice the lanes per register. Blocks whose values or differences could overflow or lose
+    /// their digits in `f32` powers (see [`f32_safe`]) are widened and take the `f64` kernel, so
+    /// the result differs from [`pair_block`]'s only by the rounding of sub-block sums (relative
+    /// 1.2e-6 at most).
+    ///
+    /// [`DType::fits_f32`]: crate::dtype::DType::fits_f32
+    fn pair_block_f32(a: &[f32], b: &[f32]) -> PairStats {
+        avx512: pair_generic::<f32, 16, 8, true>(a, b, widen),
+        avx2: pair_generic::<f32, 8, 4, true>(a, b, widen),
+        portable: pair_generic::<f32, 4, 2, false>(a, b, widen),
+    }
+}
+
+dispatched! {
     /// Statistics of one block of a single tensor.
-    single_block, single_generic, (x: &[f64]) -> ValueStats
-);
+    fn single_block(x: &[f64]) -> ValueStats {
+        avx512: single_generic::<f64, 8, 8>(x, keep),
+        avx2: single_generic::<f64, 4, 4>(x, keep),
+        portable: single_generic::<f64, 2, 2>(x, keep),
+    }
+}
+
+dispatched! {
+    /// [`single_block`] for values exact in `f32`, as [`pair_block_f32`] is to [`pair_block`].
+    fn single_block_f32(x: &[f32]) -> ValueStats {
+        avx512: single_generic::<f32, 16, 8>(x, widen),
+        avx2: single_generic::<f32, 8, 4>(x, widen),
+        portable: single_generic::<f32, 4, 2>(x, widen),
+    }
+}
+
+/// The register width (512 or 256 bits) of the SIMD kernel copies this CPU runs, with FMA; `None`
+/// for the portable copies.
+#[cfg(target_arch = "x86_64")]
+fn simd() -> Option<u32> {
+    if !std::arch::is_x86_feature_detected!("fma") {
+        None
+    } else if std::arch::is_x86_feature_detected!("avx512f") {
+        Some(512)
+    } else if std::arch::is_x86_feature_detected!("avx2") {
+        Some(256)
+    } else {
+        None
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -558,7 +768,10 @@ mod tests {
             p.equal,
             a.iter().zip(&b).filter(|(x, y)| x == y).count() as u64
         );
-        assert_eq!(p.equal, pair_generic::<2, false>(&a, &b).equal);
+        assert_eq!(
+            p.equal,
+            pair_generic::<f64, 2, 2, false>(&a, &b, keep).equal
+        );
     }
 
     #[test]
@@ -591,6 +804,67 @@ mod tests {
         // Not constant after rounding: d varies in its last bits, and says so honestly.
         let p = pair_block(&a, &b);
         assert!(p.d.m2 >= 0.0 && p.d_max > p.d_min);
+    }
+
+    fn rel(x: f64, y: f64) -> f64 {
+        (x - y).abs() / y.abs().max(f64::MIN_POSITIVE)
+    }
+
+    #[test]
+    fn f32_lanes_agree_with_f64_lanes_within_their_bound() {
+        // bf16-like values (8 significant bits) around a mean far from zero, and a noised copy.
+        let round = |x: f64| f32::from_bits((x as f32).to_bits() & 0xffff_0000);
+        let a: Vec<f32> = (0..4096)
+            .map(|i| round(1.5 + ((i * 7919 % 1013) as f64 - 506.0) * 1e-3))
+            .collect();
+        let b: Vec<f32> = a
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| round(x as f64 + ((i * 31 % 17) as f64 - 8.0) * 2e-3))
+            .collect();
+        let (a64, b64): (Vec<f64>, Vec<f64>) = (widen(&a), widen(&b));
+        let (n, w) = (pair_block_f32(&a, &b), pair_block(&a64, &b64));
+        assert_eq!((n.equal, n.d_min, n.d_max), (w.equal, w.d_min, w.d_max));
+        assert_eq!((n.a.min, n.a.max), (w.a.min, w.a.max));
+        for (x, y) in [
+            (n.a.moments.mean, w.a.moments.mean),
+            (n.d.mean, w.d.mean),
+            (n.a.moments.m2, w.a.moments.m2),
+            (n.b.moments.m4, w.b.moments.m4),
+            (n.d.m2, w.d.m2),
+            (n.d.m4, w.d.m4),
+            (n.ab.c, w.ab.c),
+        ] {
+            assert!(rel(x, y) < 2e-6, "{x} vs {y}");
+        }
+        let s = single_block_f32(&a);
+        assert!(rel(s.moments.m2, w.a.moments.m2) < 2e-6);
+        assert!(rel(s.moments.m4, w.a.moments.m4) < 2e-6);
+    }
+
+    #[test]
+    fn f32_lanes_hand_blocks_they_cannot_hold_to_f64_lanes() {
+        // Powers of 1e20 overflow f32, and a spread of 1e-12 would fall to subnormals.
+        for (a, b) in [
+            (
+                vec![1e20f32, -1e20, 3e20, 0.0],
+                vec![0.0f32, 1e20, 0.0, 2e20],
+            ),
+            (vec![1.0f32, 1.0 + 1e-7, 1.0, 1.0], vec![1.0f32; 4]),
+        ] {
+            let want = pair_block(&widen(&a), &widen(&b));
+            assert_eq!(pair_block_f32(&a, &b), want);
+            assert_eq!(single_block_f32(&a), single_block(&widen(&a)));
+        }
+    }
+
+    #[test]
+    fn f32_lanes_give_constant_blocks_zero_spread() {
+        let c = vec![0.1f32; 5000];
+        let p = pair_block_f32(&c, &c);
+        assert_eq!((p.d.m2, p.a.moments.m2, p.a.moments.m4), (0.0, 0.0, 0.0));
+        assert_eq!(p.a.moments.mean, 0.1f32 as f64);
+        assert_eq!(p.equal, 5000);
     }
 
     #[test]

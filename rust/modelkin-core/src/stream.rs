@@ -9,9 +9,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use rayon::prelude::*;
 
 use crate::checkpoint::MappedFile;
-use crate::dtype::{decode_into, DType};
+use crate::dtype::{decode_f32, decode_into, DType};
 use crate::error::{Error, Result};
-use crate::kernel::{pair_block, single_block, PairStats, ValueStats};
+use crate::kernel::{
+    pair_block, pair_block_f32, single_block, single_block_f32, PairStats, ValueStats,
+};
 
 /// Elements decoded and reduced at a time (two f64 buffers of this size stay in L1/L2).
 pub const BLOCK: usize = 4096;
@@ -129,6 +131,16 @@ impl Source<'_> {
         }
     }
 
+    /// Whether [`Source::decode32`] can read this source: values exact in `f32`, stored in order.
+    fn narrow(&self) -> bool {
+        self.dtype.fits_f32() && !(self.transposed && self.row_len > 0)
+    }
+
+    /// [`Source::decode`] into `f32`, for sources where [`Source::narrow`] holds.
+    fn decode32(&self, start: u64, out: &mut [f32]) {
+        decode_f32(self.dtype, self.range(start, out.len() as u64), out);
+    }
+
     /// The bytes a contiguous range of elements occupies, when they are contiguous in storage.
     fn stored(&self, start: u64, len: u64) -> Option<&[u8]> {
         (!self.transposed).then(|| self.range(start, len))
@@ -210,17 +222,17 @@ pub struct Margins {
     pub cols_b: Vec<f64>,
 }
 
-/// Σx with eight independent partial sums, so the compiler vectorises it (a plain fold cannot be
-/// reordered and runs one addition per cycle of latency).
-fn lane_sum(x: &[f64]) -> f64 {
+/// Σx in `f64` with eight independent partial sums, so the compiler vectorises it (a plain fold
+/// cannot be reordered and runs one addition per cycle of latency).
+fn lane_sum<T: Copy + Into<f64>>(x: &[T]) -> f64 {
     let (chunks, rest) = x.as_chunks::<8>();
     let mut acc = [0.0f64; 8];
     for c in chunks {
-        for (a, v) in acc.iter_mut().zip(c) {
-            *a += v;
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += v.into();
         }
     }
-    acc.iter().sum::<f64>() + rest.iter().sum::<f64>()
+    acc.iter().sum::<f64>() + rest.iter().map(|&v| v.into()).sum::<f64>()
 }
 
 impl Margins {
@@ -237,7 +249,7 @@ impl Margins {
     }
 
     /// Adds a block of values starting at element `pos`.
-    fn add(&mut self, pos: u64, xa: &[f64], xb: &[f64]) {
+    fn add<T: Copy + Into<f64>>(&mut self, pos: u64, xa: &[T], xb: &[T]) {
         let row_len = self.cols_a.len() as u64;
         let end = pos + xa.len() as u64;
         let mut p = pos;
@@ -252,8 +264,8 @@ impl Margins {
                 (&mut self.rows_b, &mut self.cols_b, &xb[i0..i1]),
             ] {
                 rows[ri] += lane_sum(x);
-                for (c, v) in cols[c0..c0 + x.len()].iter_mut().zip(x) {
-                    *c += v;
+                for (c, &v) in cols[c0..c0 + x.len()].iter_mut().zip(x) {
+                    *c += v.into();
                 }
             }
             p = seg_end;
@@ -355,12 +367,49 @@ fn plan(jobs: &[Job], chunk: u64) -> Vec<Item> {
     items
 }
 
-/// Per-worker scratch space: one block of decoded values per side.
-struct Scratch([Vec<f64>; 2]);
+/// Per-worker scratch space: one block of decoded values per side, in `f64` and in `f32` (for
+/// dtypes whose values are exact in `f32`, which the kernels reduce twice as many at a time).
+struct Scratch([Vec<f64>; 2], [Vec<f32>; 2]);
 
 impl Scratch {
     fn new() -> Scratch {
-        Scratch([vec![0.0; BLOCK], vec![0.0; BLOCK]])
+        Scratch(
+            [vec![0.0; BLOCK], vec![0.0; BLOCK]],
+            [vec![0.0; BLOCK], vec![0.0; BLOCK]],
+        )
+    }
+}
+
+/// One block of decoded values of one side, in the width its dtype allows.
+enum Values<'s> {
+    Wide(&'s [f64]),
+    Narrow(&'s [f32]),
+}
+
+impl Values<'_> {
+    fn get(&self, i: usize) -> f64 {
+        match self {
+            Values::Wide(v) => v[i],
+            Values::Narrow(v) => v[i] as f64,
+        }
+    }
+}
+
+/// Decodes `n` elements of `x` from `pos` into the scratch buffer of its width.
+fn decode_block<'s>(
+    x: &Source,
+    pos: u64,
+    n: usize,
+    wide: &'s mut [f64],
+    narrow: &'s mut [f32],
+    use_narrow: bool,
+) -> Values<'s> {
+    if use_narrow {
+        x.decode32(pos, &mut narrow[..n]);
+        Values::Narrow(&narrow[..n])
+    } else {
+        x.decode(pos, &mut wide[..n]);
+        Values::Wide(&wide[..n])
     }
 }
 
@@ -371,23 +420,28 @@ fn run_item(job: &Job, item: &Item, opts: &Options, scratch: &mut Scratch) -> Su
         .step_by(BLOCK)
         .map(|pos| (pos, (BLOCK as u64).min(end - pos)));
     let [wa, wb] = &mut scratch.0;
+    let [na, nb] = &mut scratch.1;
     match job {
         Job::Single(x) => {
             x.prefault(item.start, item.len);
             let sampler = Sampler::new(x.numel(), sample_size);
             let mut acc = ValueStats::default();
             let mut sample = Vec::new();
+            let narrow = x.narrow();
             for (pos, n) in blocks {
-                let buf = &mut wa[..n as usize];
-                x.decode(pos, buf);
+                let v = decode_block(x, pos, n as usize, wa, na, narrow);
                 let next = (BLOCK as u64).min(end.saturating_sub(pos + n));
                 prefetch(x.stored(pos + n, next));
                 sample.extend(
                     sampler
                         .positions(pos, pos + n)
-                        .map(|p| buf[(p - pos) as usize]),
+                        .map(|p| v.get((p - pos) as usize)),
                 );
-                acc = acc.merge(&single_block(buf));
+                let block = match v {
+                    Values::Wide(v) => single_block(v),
+                    Values::Narrow(v) => single_block_f32(v),
+                };
+                acc = acc.merge(&block);
             }
             x.release(item.start, item.len);
             Summary::Single(acc, sample)
@@ -412,10 +466,11 @@ fn run_item(job: &Job, item: &Item, opts: &Options, scratch: &mut Scratch) -> Su
             let (mut sample_a, mut sample_b) = (Vec::new(), Vec::new());
             let mut margins = (opts.margins && a.row_len > 0 && a.row_len <= MAX_MARGIN_COLS)
                 .then(|| Margins::new(item.start, item.len, a.row_len));
+            // Both sides in f32 lanes, or both in f64: the kernels take one width.
+            let narrow = a.narrow() && b.narrow();
             for (pos, n) in blocks {
-                let (xa, xb) = (&mut wa[..n as usize], &mut wb[..n as usize]);
-                a.decode(pos, xa);
-                b.decode(pos, xb);
+                let xa = decode_block(a, pos, n as usize, wa, na, narrow);
+                let xb = decode_block(b, pos, n as usize, wb, nb, narrow);
                 // Ask for the next block while this one is reduced: the reduction touches only
                 // cached data, so without this the memory system idles until the next decode.
                 let next = (BLOCK as u64).min(end.saturating_sub(pos + n));
@@ -423,13 +478,25 @@ fn run_item(job: &Job, item: &Item, opts: &Options, scratch: &mut Scratch) -> Su
                 prefetch(b.stored(pos + n, next));
                 for p in sampler.positions(pos, pos + n) {
                     let i = (p - pos) as usize;
-                    sample_a.push(xa[i]);
-                    sample_b.push(xb[i]);
+                    sample_a.push(xa.get(i));
+                    sample_b.push(xb.get(i));
                 }
-                if let Some(m) = margins.as_mut() {
-                    m.add(pos, xa, xb);
-                }
-                acc = acc.merge(&pair_block(xa, xb));
+                let block = match (xa, xb) {
+                    (Values::Narrow(xa), Values::Narrow(xb)) => {
+                        if let Some(m) = margins.as_mut() {
+                            m.add(pos, xa, xb);
+                        }
+                        pair_block_f32(xa, xb)
+                    }
+                    (Values::Wide(xa), Values::Wide(xb)) => {
+                        if let Some(m) = margins.as_mut() {
+                            m.add(pos, xa, xb);
+                        }
+                        pair_block(xa, xb)
+                    }
+                    _ => unreachable!("both sides are decoded to the same width"),
+                };
+                acc = acc.merge(&block);
             }
             a.release(item.start, item.len);
             b.release(item.start, item.len);
