@@ -129,3 +129,26 @@ def test_ctrl_c_in_the_cli_exits_130_without_a_traceback(big_pair: tuple[Path, P
     assert proc.returncode == 130, (out, err)
     assert "Traceback" not in err
     assert "interrupted" in err
+
+
+@pytest.mark.parametrize("change", ["truncate", "rewrite"])
+def test_a_file_changed_while_it_is_read_stops_the_run_without_a_crash(tmp_path: Path, change: str) -> None:
+    # Reading a mapping past a truncated end would kill the process with SIGBUS; a file rewritten in
+    # place would give numbers that describe neither version. Both are reported instead.
+    a, b = sparse_checkpoint(tmp_path / "a.safetensors"), sparse_checkpoint(tmp_path / "b.safetensors")
+    size = b.stat().st_size
+
+    def tamper(done: int, total: int) -> None:
+        if done > 0 and b.stat().st_size == size and b.stat().st_mtime_ns > 0:
+            with open(b, "r+b") as f:
+                if change == "truncate":
+                    f.truncate(size // 2)
+                else:
+                    f.seek(size - 1)
+                    f.write(b"\x01")
+            os.utime(b, ns=(0, 1))  # a distinct modification time even on coarse clocks
+
+    with pytest.raises(modelkin.CheckpointChangedError, match=str(b)) as info:
+        modelkin.diff(a, b, threads=1, progress=tamper)
+    want = "shrank" if change == "truncate" else "modified"
+    assert want in str(info.value)

@@ -19,6 +19,7 @@ from .checkpoint import CheckpointInfo, TensorInfo, open
 from .compare import CompareResult, compare, compare_fingerprints
 from .diff import SCHEMA, DiffResult, InspectResult, TensorDiff, TensorSummary, diff, inspect, pair_stats
 from .errors import (
+    CheckpointChangedError,
     InvalidCheckpointError,
     InvalidIndexError,
     MissingShardError,
@@ -35,6 +36,7 @@ from .stats import Moments, PairStats, ValueStats
 __all__ = [
     "SCHEMA",
     "BehaviorResult",
+    "CheckpointChangedError",
     "CheckpointInfo",
     "CompareResult",
     "DiffResult",

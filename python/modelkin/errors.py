@@ -9,6 +9,7 @@ which is both a :class:`ModelkinError` and a :class:`FileNotFoundError`.
 from __future__ import annotations
 
 __all__ = [
+    "CheckpointChangedError",
     "InvalidCheckpointError",
     "InvalidIndexError",
     "MissingShardError",
@@ -40,3 +41,8 @@ class InvalidIndexError(InvalidCheckpointError):
 
 class MissingShardError(InvalidIndexError, FileNotFoundError):
     """A sharded checkpoint's index names a shard file that does not exist."""
+
+
+class CheckpointChangedError(InvalidCheckpointError):
+    """A checkpoint file was truncated or rewritten while modelkin was reading it: the results would
+    describe neither version, so none are given."""

@@ -28,9 +28,37 @@ pub struct MappedFile {
     /// Number of tensors in the file's header.
     pub n_tensors: usize,
     map: Option<Mmap>,
+    /// The open file and its modification time when it was mapped, to notice changes.
+    file: File,
+    modified: Option<std::time::SystemTime>,
 }
 
 impl MappedFile {
+    /// Fails when the file was truncated or written since it was mapped: reading a mapping past
+    /// a truncated end kills the process (SIGBUS), and a file rewritten in place would give
+    /// numbers that describe neither version. Cheap (one `fstat`); the streaming engine calls it
+    /// before each chunk and after the run, which leaves only a change in the middle of a chunk
+    /// undetected.
+    pub fn check_unchanged(&self) -> Result<()> {
+        let meta = self.file.metadata().map_err(|e| Error::io(&self.path, e))?;
+        let reason = if meta.len() < self.size {
+            format!(
+                "the file shrank from {} to {} bytes while it was being read",
+                self.size,
+                meta.len()
+            )
+        } else if meta.len() != self.size || meta.modified().ok() != self.modified {
+            "the file was modified while it was being read; results would describe neither version"
+                .to_string()
+        } else {
+            return Ok(());
+        };
+        Err(Error::Changed {
+            path: self.path.clone(),
+            reason,
+        })
+    }
+
     /// The whole file's bytes (empty for an empty file, which cannot be mapped).
     pub fn bytes(&self) -> &[u8] {
         self.map.as_deref().unwrap_or(&[])
@@ -143,8 +171,9 @@ impl Checkpoint {
 
 fn map_file(path: &Path) -> Result<MappedFile> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
-    if !file.metadata().map_err(|e| Error::io(path, e))?.is_file() {
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    let (size, modified) = (meta.len(), meta.modified().ok());
+    if !meta.is_file() {
         return Err(Error::UnsupportedFormat {
             path: path.to_path_buf(),
             reason: "not a regular file".into(),
@@ -165,6 +194,8 @@ fn map_file(path: &Path) -> Result<MappedFile> {
         metadata: BTreeMap::new(),
         n_tensors: 0,
         map,
+        file,
+        modified,
     })
 }
 
@@ -289,14 +320,15 @@ fn open_dir(dir: &Path) -> Result<Checkpoint> {
     assemble(dir, format, files, per_file)
 }
 
-fn open_index(user_path: &Path, index: &Path) -> Result<Checkpoint> {
-    let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
-    let json: Value = serde_json::from_str(&text)
+/// The shards an index names and the tensors it puts in each, validated: `text` is the contents
+/// of the index file `index`. Shard names must be plain relative paths that stay inside the
+/// index's folder (no `..`, no absolute paths); nothing is opened here.
+pub fn index_shards(index: &Path, text: &str) -> Result<BTreeMap<String, Vec<String>>> {
+    let json: Value = serde_json::from_str(text)
         .map_err(|e| Error::index(index, format!("not valid JSON: {e}")))?;
     let Some(Value::Object(weight_map)) = json.get("weight_map") else {
         return Err(Error::index(index, "no \"weight_map\" object"));
     };
-    let base = index.parent().unwrap_or(Path::new("."));
     // shard file name -> tensor names the index puts there
     let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (tensor, shard) in weight_map {
@@ -327,6 +359,36 @@ fn open_index(user_path: &Path, index: &Path) -> Result<Checkpoint> {
     if wanted.is_empty() {
         return Err(Error::index(index, "the weight_map is empty"));
     }
+    Ok(wanted)
+}
+
+/// Largest index file read: real ones list a few thousand tensors in well under a megabyte.
+pub const MAX_INDEX_BYTES: u64 = 64 << 20;
+
+fn open_index(user_path: &Path, index: &Path) -> Result<Checkpoint> {
+    let size = std::fs::metadata(index)
+        .map_err(|e| Error::io(index, e))?
+        .len();
+    if size > MAX_INDEX_BYTES {
+        return Err(Error::index(
+            index,
+            format!(
+                "the index is {size} bytes; more than {MAX_INDEX_BYTES} is not a checkpoint index"
+            ),
+        ));
+    }
+    let raw = std::fs::read(index).map_err(|e| Error::io(index, e))?;
+    let text = std::str::from_utf8(&raw).map_err(|e| {
+        Error::index(
+            index,
+            format!(
+                "not UTF-8 text (byte {}): not a JSON index",
+                e.valid_up_to()
+            ),
+        )
+    })?;
+    let wanted = index_shards(index, text)?;
+    let base = index.parent().unwrap_or(Path::new("."));
     let mut files = Vec::new();
     let mut per_file = Vec::new();
     for (shard, names) in wanted {

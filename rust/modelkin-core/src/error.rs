@@ -74,6 +74,14 @@ pub enum Error {
         /// Where it was looked for.
         path: PathBuf,
     },
+    /// A file changed on disk (truncated, rewritten) while it was being read.
+    #[error("{path}: {reason}")]
+    Changed {
+        /// The file.
+        path: PathBuf,
+        /// What changed.
+        reason: String,
+    },
     /// The caller passed an argument that cannot be used.
     #[error("{0}")]
     InvalidArgument(String),

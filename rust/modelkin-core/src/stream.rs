@@ -179,6 +179,20 @@ pub enum Job<'a> {
 }
 
 impl Job<'_> {
+    /// The mapped files this job reads, checked to be as they were when mapped.
+    fn check_files(&self) -> Result<()> {
+        let sources: &[&Source] = match self {
+            Job::Single(x) | Job::Sample(x) => &[x],
+            Job::Pair(a, b) => &[a, b],
+        };
+        for s in sources {
+            if let Some((file, _)) = s.file {
+                file.check_unchanged()?;
+            }
+        }
+        Ok(())
+    }
+
     fn numel(&self) -> u64 {
         match self {
             Job::Single(x) | Job::Sample(x) => x.numel(),
@@ -563,6 +577,7 @@ pub fn run(jobs: &[Job], opts: &Options, progress: &Progress) -> Result<Vec<Summ
                     return Err(Error::Cancelled);
                 }
                 let job = &jobs[item.job];
+                job.check_files()?;
                 let out = run_item(job, item, opts, scratch);
                 let per = job.bytes() / job.numel().max(1);
                 progress.done.fetch_add(per * item.len, Ordering::Relaxed);
@@ -570,6 +585,10 @@ pub fn run(jobs: &[Job], opts: &Options, progress: &Progress) -> Result<Vec<Summ
             })
             .collect::<Result<Vec<_>>>()
     })?;
+    // A file written during the last chunks would otherwise go unnoticed.
+    for job in jobs {
+        job.check_files()?;
+    }
     let mut out: Vec<Summary> = jobs.iter().map(empty_summary).collect();
     for (item, part) in items.iter().zip(partials) {
         let slot = &mut out[item.job];
@@ -628,6 +647,7 @@ pub fn read_only(jobs: &[Job], opts: &Options, progress: &Progress) -> Result<u6
                     return Err(Error::Cancelled);
                 }
                 let job = &jobs[item.job];
+                job.check_files()?;
                 let s = match job {
                     Job::Single(x) | Job::Sample(x) => touch(x, item),
                     Job::Pair(a, b) => touch(a, item).wrapping_add(touch(b, item)),

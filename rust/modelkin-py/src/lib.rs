@@ -35,6 +35,7 @@ fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
         Error::UnknownDtype { .. } => "UnknownDtypeError",
         Error::InvalidIndex { .. } => "InvalidIndexError",
         Error::MissingShard { .. } => "MissingShardError",
+        Error::Changed { .. } => "CheckpointChangedError",
     };
     let class = py.import("modelkin.errors").and_then(|m| m.getattr(class));
     let made = match &e {
