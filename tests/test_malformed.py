@@ -409,7 +409,7 @@ def test_folder_without_safetensors(tmp_path, contents):
 
 
 def torch_like_zip() -> bytes:
-    """The layout of a PyTorch ``torch.save`` archive (the pickle inside is never run)."""
+    """The layout of a PyTorch ``torch.save`` archive whose pickle is broken (SETITEM without a value)."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("archive/data.pkl", b"\x80\x02}q\x00X\x01\x00\x00\x00wq\x01s.")
@@ -418,8 +418,11 @@ def torch_like_zip() -> bytes:
     return buf.getvalue()
 
 
+#: ``torch.save(..., _use_new_zipfile_serialization=False)``: a raw pickle after torch's magic number.
+LEGACY_TORCH = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19.\x80\x02M\xe9\x03."
+
 FOREIGN = {
-    "zip": torch_like_zip(),
+    "legacy-torch": LEGACY_TORCH,
     "pickle-p4": b"\x80\x04\x95\x0b\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x01w\x94K\x01s.",
     "pickle-p2": b"\x80\x02}q\x00X\x01\x00\x00\x00wq\x01K\x01s.",
     "gguf": b"GGUF" + (3).to_bytes(4, "little") + (0).to_bytes(8, "little") * 2,
@@ -432,23 +435,33 @@ FOREIGN = {
 def test_foreign_formats_are_unsupported_and_never_unpickled(tmp_path, kind, name):
     path = write(tmp_path, FOREIGN[kind], name)
     msg = expect(UnsupportedFormatError, path)
-    if kind.startswith("pickle") or kind == "zip":
+    if kind.startswith("pickle") or kind == "legacy-torch":
         assert "never unpickles" in msg
+    if kind == "legacy-torch":
+        assert "legacy format" in msg
 
 
-def test_zip_written_by_zipfile_is_unsupported(tmp_path):
+@pytest.mark.parametrize("name", ["model.safetensors", "pytorch_model.bin"])
+def test_torch_zip_with_a_broken_pickle_is_invalid_whatever_its_name(tmp_path, name):
+    path = write(tmp_path, torch_like_zip(), name)
+    expect(InvalidCheckpointError, path, match="archive/data.pkl, pickle offset 13: stack underflow")
+
+
+def test_torch_zip_with_a_deflated_pickle_is_unsupported(tmp_path):
     path = tmp_path / "pytorch_model.bin"
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
         z.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
-    expect(UnsupportedFormatError, path, match="zip")
+    expect(UnsupportedFormatError, path, match="'archive/data.pkl' is compressed with deflate")
 
 
-def test_pickle_in_a_folder_is_not_picked_up(tmp_path):
+@pytest.mark.parametrize("kind", ["pickle-p2", "legacy-torch"])
+def test_pickle_in_a_folder_is_refused_never_loaded(tmp_path, kind):
     folder = tmp_path / "m"
     folder.mkdir()
-    (folder / "pytorch_model.bin").write_bytes(FOREIGN["pickle-p2"])
-    with pytest.raises(UnsupportedFormatError, match=r"no \.safetensors"):
+    (folder / "pytorch_model.bin").write_bytes(FOREIGN[kind])
+    with pytest.raises(UnsupportedFormatError, match="never unpickles") as info:
         modelkin.open(folder)
+    assert str(folder / "pytorch_model.bin") in str(info.value)
 
 
 def test_not_a_regular_file(tmp_path):

@@ -24,7 +24,8 @@ __version__: str
 DTYPES: list[str]
 
 def open_checkpoint(path: str) -> dict[str, Any]:
-    """Opens and validates a checkpoint; returns its files and tensor table (no data is read)."""
+    """Opens and validates a checkpoint (safetensors, PyTorch zip, .npy/.npz, index or folder); returns
+    its format, files and tensor table (no tensor data is read, no pickle is executed)."""
 
 def inspect(
     path: str,

@@ -109,9 +109,14 @@ class CheckpointInfo:
 def open(path: str | os.PathLike[str]) -> CheckpointInfo:
     """Opens and validates a checkpoint and returns what it holds, without reading tensor data.
 
-    ``path`` is a ``.safetensors`` file, a sharded index (``*.safetensors.index.json``), a folder
-    holding either, or a Hugging Face id (``org/name[@revision]``) in the local hub cache. Raises
-    :class:`FileNotFoundError` for a missing path and a :class:`~modelkin.errors.ModelkinError`
-    naming the file and the problem for a malformed one.
+    ``path`` is a ``.safetensors`` file, a PyTorch ``.bin``/``.pt``/``.pth`` file written by
+    ``torch.save`` (read without unpickling: only tensors rebuilt by an allow-list of torch globals
+    are accepted), a NumPy ``.npy`` or uncompressed ``.npz`` file, a sharded index
+    (``*.safetensors.index.json``, ``pytorch_model.bin.index.json``), a folder holding any of these,
+    or a Hugging Face id (``org/name[@revision]``) in the local hub cache. ``format`` says which:
+    ``"safetensors"``, ``"pytorch"``, ``"npy"``, ``"npz"``, ``"safetensors-sharded"`` or
+    ``"pytorch-sharded"``. Raises :class:`FileNotFoundError` for a missing path and a
+    :class:`~modelkin.errors.ModelkinError` naming the file and the problem for a malformed one (an
+    :class:`~modelkin.errors.UnsupportedFormatError` for a pickle that asks for anything else).
     """
     return CheckpointInfo.from_raw(_modelkin.open_checkpoint(resolve(path)))

@@ -24,7 +24,9 @@ class ModelkinError(Exception):
 
 
 class UnsupportedFormatError(ModelkinError):
-    """The file is not in a format modelkin reads (for example a pickle, which is never loaded)."""
+    """The file is not in a format modelkin reads, or asks for something modelkin never does: a
+    pickle needing a global outside the allow-list (nothing is ever unpickled), a compressed entry,
+    a strided tensor view."""
 
 
 class InvalidCheckpointError(ModelkinError):

@@ -1,4 +1,5 @@
-//! Opening checkpoints: one safetensors file, a folder of them, or a sharded index.
+//! Opening checkpoints: one file (safetensors, PyTorch zip, NumPy `.npy` / `.npz`), a folder, or a
+//! sharded index. Files are read by what their bytes say, not by their names.
 //!
 //! Everything read from disk is validated here, before any tensor data is touched; afterwards the
 //! streaming code can slice the mapped files without further checks.
@@ -11,10 +12,16 @@ use memmap2::{Mmap, MmapOptions};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::format::{npy, safetensors, TensorInfo};
+use crate::format::{npy, npz, safetensors, torch, zip, TensorInfo};
 
 /// File name of the index that Hugging Face sharded checkpoints use.
 pub const INDEX_NAME: &str = "model.safetensors.index.json";
+
+/// File name of a Hugging Face PyTorch checkpoint in one file.
+pub const PYTORCH_NAME: &str = "pytorch_model.bin";
+
+/// File name extensions of PyTorch checkpoints.
+const PYTORCH_EXTENSIONS: [&str; 3] = ["bin", "pt", "pth"];
 
 /// One memory-mapped file of a checkpoint.
 #[derive(Debug)]
@@ -121,7 +128,8 @@ pub struct Tensor {
 pub struct Checkpoint {
     /// What the user named.
     pub path: PathBuf,
-    /// `"safetensors"`, or `"safetensors-sharded"` when read through an index.
+    /// `"safetensors"`, `"pytorch"`, `"npy"` or `"npz"`; `"safetensors-sharded"` or
+    /// `"pytorch-sharded"` when read through an index or from several files.
     pub format: &'static str,
     /// The mapped files.
     pub files: Vec<MappedFile>,
@@ -130,7 +138,8 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// Opens a `.safetensors` file, an index file (`*.index.json`), or a folder holding either.
+    /// Opens a checkpoint file (`.safetensors`, a PyTorch `.bin`/`.pt`/`.pth` zip, `.npy`,
+    /// `.npz`), an index file (`*.index.json`), or a folder holding a checkpoint.
     pub fn open(path: impl AsRef<Path>) -> Result<Checkpoint> {
         let path = path.as_ref();
         let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
@@ -140,13 +149,8 @@ impl Checkpoint {
         if path.to_string_lossy().ends_with(".json") {
             return open_index(path, path);
         }
-        let file = map_file(path)?;
-        if file.bytes().starts_with(npy::MAGIC) {
-            let (file, info) = open_npy(file)?;
-            return assemble(path, "npy", vec![file], vec![vec![info]]);
-        }
-        let (file, infos) = with_metadata(file)?;
-        assemble(path, "safetensors", vec![file], vec![infos])
+        let (file, infos, format) = open_part(map_file(path)?)?;
+        assemble(path, format, vec![file], vec![infos])
     }
 
     /// Total number of elements.
@@ -199,8 +203,49 @@ fn map_file(path: &Path) -> Result<MappedFile> {
     })
 }
 
-fn open_file_with_metadata(path: &Path) -> Result<(MappedFile, Vec<TensorInfo>)> {
-    with_metadata(map_file(path)?)
+/// Reads one file of a checkpoint by its content: its tensors and its format's name.
+fn open_part(file: MappedFile) -> Result<(MappedFile, Vec<TensorInfo>, &'static str)> {
+    let bytes = file.bytes();
+    if bytes.starts_with(npy::MAGIC) {
+        let (file, info) = open_npy(file)?;
+        return Ok((file, vec![info], "npy"));
+    }
+    if zip::is_zip(bytes) {
+        let archive = zip::Archive::read(&file.path, bytes)?;
+        let (infos, format) = if torch::is_torch(&archive) {
+            (torch::parse(&file.path, bytes, &archive)?, "pytorch")
+        } else {
+            (npz::parse(&file.path, bytes, &archive)?, "npz")
+        };
+        let mut file = file;
+        file.n_tensors = infos.len();
+        return Ok((file, infos, format));
+    }
+    let ext = file
+        .path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    if PYTORCH_EXTENSIONS.contains(&ext.as_str()) || ext == "npz" {
+        // Named like a zip-based format but not one: say what it looks like, unless it is a
+        // renamed safetensors file.
+        if let Some(what) = crate::format::sniff_unsupported(bytes) {
+            return Err(Error::unsupported(&file.path, what));
+        }
+        if safetensors::parse_header(&file.path, bytes).is_err() {
+            let what = if ext == "npz" {
+                "a NumPy .npz (a zip archive)"
+            } else {
+                "a PyTorch zip checkpoint (torch.save since 1.6)"
+            };
+            return Err(Error::unsupported(
+                &file.path,
+                format!("not {what}, nor safetensors: the file does not start like a zip archive"),
+            ));
+        }
+    }
+    let (file, infos) = with_metadata(file)?;
+    Ok((file, infos, "safetensors"))
 }
 
 fn with_metadata(mut file: MappedFile) -> Result<(MappedFile, Vec<TensorInfo>)> {
@@ -260,6 +305,7 @@ fn open_dir(dir: &Path) -> Result<Checkpoint> {
     let mut indexes = Vec::new();
     let mut shards = Vec::new();
     let mut arrays = Vec::new();
+    let mut torch_indexes = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let p = entry.map_err(|e| Error::io(dir, e))?.path();
         let name = p
@@ -268,10 +314,36 @@ fn open_dir(dir: &Path) -> Result<Checkpoint> {
             .unwrap_or_default();
         if name.ends_with(".safetensors.index.json") {
             indexes.push(p);
+        } else if PYTORCH_EXTENSIONS
+            .iter()
+            .any(|ext| name.ends_with(&format!(".{ext}.index.json")))
+        {
+            torch_indexes.push(p);
         } else if name.ends_with(".safetensors") && p.is_file() {
             shards.push(p);
         } else if name.ends_with(".npy") && p.is_file() {
             arrays.push(p);
+        }
+    }
+    // Hugging Face repositories often hold the same weights as safetensors and as PyTorch files:
+    // the safetensors are read and the rest ignored.
+    if shards.is_empty() && indexes.is_empty() {
+        match torch_indexes.len() {
+            0 => {}
+            1 => return open_index(dir, &torch_indexes[0]),
+            n => {
+                return Err(Error::UnsupportedFormat {
+                    path: dir.to_path_buf(),
+                    reason: format!(
+                        "the folder holds {n} PyTorch index files; name the one to use"
+                    ),
+                })
+            }
+        }
+        let single = dir.join(PYTORCH_NAME);
+        if single.is_file() {
+            let (file, infos, format) = open_part(map_file(&single)?)?;
+            return assemble(dir, format, vec![file], vec![infos]);
         }
     }
     if shards.is_empty() && indexes.is_empty() && !arrays.is_empty() {
@@ -301,14 +373,22 @@ fn open_dir(dir: &Path) -> Result<Checkpoint> {
     if shards.is_empty() {
         return Err(Error::UnsupportedFormat {
             path: dir.to_path_buf(),
-            reason: "the folder holds no .safetensors (or .npy) file".into(),
+            reason: format!(
+                "the folder holds no .safetensors file, {PYTORCH_NAME}, index or .npy file"
+            ),
         });
     }
     shards.sort();
     let mut files = Vec::new();
     let mut per_file = Vec::new();
     for p in shards {
-        let (f, t) = open_file_with_metadata(&p)?;
+        let (f, t, format) = open_part(map_file(&p)?)?;
+        if format != "safetensors" {
+            return Err(Error::UnsupportedFormat {
+                path: p,
+                reason: format!("named .safetensors but holds a {format} checkpoint"),
+            });
+        }
         files.push(f);
         per_file.push(t);
     }
@@ -391,6 +471,7 @@ fn open_index(user_path: &Path, index: &Path) -> Result<Checkpoint> {
     let base = index.parent().unwrap_or(Path::new("."));
     let mut files = Vec::new();
     let mut per_file = Vec::new();
+    let mut format = None;
     for (shard, names) in wanted {
         let shard_path = base.join(&shard);
         if !shard_path.exists() {
@@ -400,7 +481,27 @@ fn open_index(user_path: &Path, index: &Path) -> Result<Checkpoint> {
                 path: shard_path,
             });
         }
-        let (file, infos) = open_file_with_metadata(&shard_path)?;
+        let (file, infos, shard_format) = open_part(map_file(&shard_path)?)?;
+        let sharded = match shard_format {
+            "safetensors" => "safetensors-sharded",
+            "pytorch" => "pytorch-sharded",
+            other => {
+                return Err(Error::index(
+                    index,
+                    format!(
+                        "shard {} is a {other} file; an index names safetensors or PyTorch shards",
+                        shard_path.display()
+                    ),
+                ))
+            }
+        };
+        if format.is_some_and(|f| f != sharded) {
+            return Err(Error::index(
+                index,
+                "the index mixes safetensors and PyTorch shards",
+            ));
+        }
+        format = Some(sharded);
         let mut by_name: HashMap<String, TensorInfo> =
             infos.into_iter().map(|t| (t.name.clone(), t)).collect();
         let mut keep = Vec::with_capacity(names.len());
@@ -421,5 +522,10 @@ fn open_index(user_path: &Path, index: &Path) -> Result<Checkpoint> {
         files.push(file);
         per_file.push(keep);
     }
-    assemble(user_path, "safetensors-sharded", files, per_file)
+    assemble(
+        user_path,
+        format.unwrap_or("safetensors-sharded"),
+        files,
+        per_file,
+    )
 }

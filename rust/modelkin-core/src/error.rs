@@ -36,6 +36,17 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A container other than a safetensors header is malformed: a zip archive, a PyTorch pickle,
+    /// a NumPy `.npy` header. `format` names what the file was read as.
+    #[error("{path}: invalid {format}: {reason}")]
+    InvalidFile {
+        /// The file concerned.
+        path: PathBuf,
+        /// What the file was read as ("zip archive", "PyTorch checkpoint", ".npy header", …).
+        format: &'static str,
+        /// What is wrong with it, with the entry and byte offset where there is one.
+        reason: String,
+    },
     /// One tensor entry of a header is malformed (dtype, shape or offsets).
     #[error("{path}: tensor '{tensor}': {reason}")]
     InvalidTensor {
@@ -110,6 +121,21 @@ impl Error {
 
     pub(crate) fn header(path: &Path, reason: impl Into<String>) -> Self {
         Error::InvalidHeader {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn file(path: &Path, format: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidFile {
+            path: path.to_path_buf(),
+            format,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn unsupported(path: &Path, reason: impl Into<String>) -> Self {
+        Error::UnsupportedFormat {
             path: path.to_path_buf(),
             reason: reason.into(),
         }

@@ -31,7 +31,9 @@ fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
         Error::InvalidArgument(_) => return PyValueError::new_err(msg),
         Error::Cancelled => return PyKeyboardInterrupt::new_err(msg),
         Error::UnsupportedFormat { .. } => "UnsupportedFormatError",
-        Error::InvalidHeader { .. } | Error::InvalidTensor { .. } => "InvalidCheckpointError",
+        Error::InvalidHeader { .. } | Error::InvalidFile { .. } | Error::InvalidTensor { .. } => {
+            "InvalidCheckpointError"
+        }
         Error::UnknownDtype { .. } => "UnknownDtypeError",
         Error::InvalidIndex { .. } => "InvalidIndexError",
         Error::MissingShard { .. } => "MissingShardError",
@@ -269,7 +271,8 @@ fn tensors_dict<'py>(
     Ok(d)
 }
 
-/// Opens and validates a checkpoint; returns its files and tensor table (no data is read).
+/// Opens and validates a checkpoint (safetensors, PyTorch zip, .npy/.npz, index or folder); returns
+/// its format, files and tensor table (no tensor data is read, no pickle is executed).
 #[pyfunction]
 fn open_checkpoint<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, PyDict>> {
     let ck = enter(py, None, |_| open_ck(path))?;

@@ -1,8 +1,15 @@
 //! File formats modelkin reads. Each format validates everything it reads from a file before any
 //! tensor data is touched, and describes tensors as [`TensorInfo`] over a memory-mapped file.
+//!
+//! safetensors, NumPy `.npy` and `.npz`, and PyTorch zip checkpoints (`torch.save` since 1.6, read
+//! through a zip reader and a restricted pickle reader that never executes anything).
 
 pub mod npy;
+pub mod npz;
+pub mod pickle;
 pub mod safetensors;
+pub mod torch;
+pub mod zip;
 
 use crate::dtype::DType;
 
@@ -40,21 +47,47 @@ pub fn checked_nbytes(shape: &[u64], dtype: DType) -> Result<u64, String> {
         .ok_or_else(|| format!("shape {shape:?} of {dtype} is larger than 2^64 bytes"))
 }
 
-/// Sniffs a file's first bytes for formats modelkin does not read yet, so the user is told what the
+/// The first bytes of a PyTorch checkpoint in the legacy format (`torch.save` before 1.6, or with
+/// `_use_new_zipfile_serialization=False`): a protocol-2 pickle of torch's magic number.
+const LEGACY_TORCH: &[u8] = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19";
+
+/// Sniffs a file's first bytes for formats modelkin does not read, so the user is told what the
 /// file looks like instead of a confusing header error.
 pub fn sniff_unsupported(head: &[u8]) -> Option<&'static str> {
     if head.starts_with(b"GGUF") {
         Some("this is a GGUF file; modelkin reads safetensors checkpoints")
-    } else if head.starts_with(b"PK\x03\x04") {
+    } else if head.starts_with(LEGACY_TORCH) {
         Some(
-            "this is a zip archive (a PyTorch .pt/.bin checkpoint?); modelkin reads safetensors \
-             checkpoints and never unpickles model files",
+            "this is a PyTorch checkpoint in the legacy format (a raw pickle, written before \
+             PyTorch 1.6 or with _use_new_zipfile_serialization=False); modelkin never unpickles \
+             model files: re-save it with a current torch.save or convert it to safetensors",
         )
     } else if head.first() == Some(&0x80) && head.get(1).is_some_and(|v| (2..=5).contains(v)) {
-        Some("this is a Python pickle; modelkin never unpickles model files")
+        Some(
+            "this is a Python pickle; modelkin never unpickles model files (convert it to \
+             safetensors)",
+        )
     } else if head.starts_with(b"\x89HDF") {
         Some("this is an HDF5 file; modelkin reads safetensors checkpoints")
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pickles_and_legacy_torch_files_are_recognised() {
+        let legacy = [LEGACY_TORCH, b".\x80\x02M\xe9\x03"].concat();
+        assert!(sniff_unsupported(&legacy)
+            .unwrap()
+            .contains("legacy format"));
+        assert!(sniff_unsupported(b"\x80\x04\x95")
+            .unwrap()
+            .contains("never unpickles"));
+        assert!(sniff_unsupported(b"GGUF\x03").is_some());
+        assert!(sniff_unsupported(b"PK\x03\x04").is_none());
     }
 }

@@ -15,7 +15,27 @@ pub const MAGIC: &[u8] = b"\x93NUMPY";
 
 /// Parses the header of a `.npy` file whose contents are `bytes`; the one tensor is called `name`.
 pub fn parse(path: &Path, name: &str, bytes: &[u8]) -> Result<TensorInfo> {
-    let bad = |reason: String| Error::header(path, reason);
+    parse_in(path, None, name, bytes)
+}
+
+/// Parses a `.npy` header; `member` names the `.npz` member it was read from (for messages), and
+/// the returned offset is relative to `bytes`.
+pub(crate) fn parse_in(
+    path: &Path,
+    member: Option<&str>,
+    name: &str,
+    bytes: &[u8],
+) -> Result<TensorInfo> {
+    let within = |reason: String| match member {
+        Some(m) => format!("member '{m}': {reason}"),
+        None => reason,
+    };
+    let format = if member.is_some() {
+        "NumPy .npz archive"
+    } else {
+        ".npy file"
+    };
+    let bad = |reason: String| Error::file(path, format, within(reason));
     if !bytes.starts_with(MAGIC) || bytes.len() < 10 {
         return Err(bad("not a NumPy .npy file (bad magic or too short)".into()));
     }
@@ -46,23 +66,26 @@ pub fn parse(path: &Path, name: &str, bytes: &[u8]) -> Result<TensorInfo> {
     let descr =
         field(header, "descr").ok_or_else(|| bad("no 'descr' in the .npy header".into()))?;
     let descr = descr.trim().trim_matches(|c| c == '\'' || c == '"');
-    let dtype = dtype_of(descr).ok_or_else(|| Error::UnsupportedFormat {
-        path: path.to_path_buf(),
-        reason: if descr.contains('O') {
-            "this .npy holds Python objects (a pickle); modelkin never unpickles model files".into()
-        } else if descr.starts_with('>') {
-            format!("big-endian dtype '{descr}'; save the array little-endian")
-        } else {
-            format!("dtype '{descr}' is not one modelkin reads")
-        },
+    let dtype = dtype_of(descr).ok_or_else(|| {
+        Error::unsupported(
+            path,
+            within(if descr.contains('O') {
+                "this .npy holds Python objects (a pickle); modelkin never unpickles model files"
+                    .into()
+            } else if descr.starts_with('>') {
+                format!("big-endian dtype '{descr}'; save the array little-endian")
+            } else {
+                format!("dtype '{descr}' is not one modelkin reads")
+            }),
+        )
     })?;
     let fortran = field(header, "fortran_order")
         .ok_or_else(|| bad("no 'fortran_order' in the .npy header".into()))?;
     if fortran.trim() != "False" {
-        return Err(Error::UnsupportedFormat {
-            path: path.to_path_buf(),
-            reason: "Fortran-ordered array; save it with numpy.ascontiguousarray".into(),
-        });
+        return Err(Error::unsupported(
+            path,
+            within("Fortran-ordered array; save it with numpy.ascontiguousarray".into()),
+        ));
     }
     let shape_text =
         field(header, "shape").ok_or_else(|| bad("no 'shape' in the .npy header".into()))?;
