@@ -10,11 +10,12 @@ from pathlib import Path
 import modelkin
 import pytest
 from modelkin import ModelkinError
+from torch_files import write_torch_zip
 
 CORPUS = Path(__file__).parent / "corpus"
 #: Corpus folders whose files are whole checkpoint files (the other targets' inputs are fragments
 #: such as headers without data, which still must fail cleanly when opened as files).
-TARGETS = ("open_and_read", "safetensors_header", "npy_header")
+TARGETS = ("open_and_read", "safetensors_header", "npy_header", "torch_zip")
 
 
 def _files(target: str) -> list[Path]:
@@ -22,7 +23,7 @@ def _files(target: str) -> list[Path]:
 
 
 def test_every_target_has_a_corpus() -> None:
-    for target in (*TARGETS, "index"):
+    for target in (*TARGETS, "index", "pickle"):
         assert _files(target), f"tests/corpus/{target} is empty"
 
 
@@ -54,3 +55,17 @@ def test_corpus_index_files_never_reach_outside_their_folder(tmp_path: Path) -> 
         except ModelkinError:
             continue
         assert all(Path(f.path).resolve().is_relative_to(tmp_path.resolve()) for f in info.files), src.name
+
+
+def test_corpus_pickles_inside_a_torch_archive_read_or_raise_modelkin_error(tmp_path: Path) -> None:
+    # Each pickle of the pickle reader's corpus as the data.pkl of a PyTorch archive: the reader must
+    # refuse it with ModelkinError or describe tensors it can read; nothing is ever executed.
+    refused = 0
+    for src in _files("pickle"):
+        path = write_torch_zip(tmp_path / "m.bin", src.read_bytes())
+        try:
+            modelkin.inspect(path, threads=1)
+        except ModelkinError:
+            refused += 1
+        path.unlink()
+    assert refused > 0

@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use modelkin_core::checkpoint::INDEX_NAME;
-use modelkin_core::format::{npy, safetensors};
+use modelkin_core::format::zip::Archive;
+use modelkin_core::format::{npy, pickle, safetensors, torch};
 use modelkin_core::{inspect, Checkpoint, Options, Progress};
 
 fn corpus(target: &str) -> Vec<PathBuf> {
@@ -89,4 +90,28 @@ fn any_file_opens_and_reads_or_fails_cleanly() {
         }
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn pickles_load_or_fail_cleanly() {
+    for f in corpus("pickle") {
+        let _ = pickle::load(&std::fs::read(&f).unwrap());
+    }
+}
+
+#[test]
+fn torch_archives_parse_or_fail_cleanly() {
+    for f in corpus("torch_zip") {
+        let data = std::fs::read(&f).unwrap();
+        let Ok(archive) = Archive::read(&f, &data) else {
+            continue;
+        };
+        if torch::is_torch(&archive) {
+            if let Ok(tensors) = torch::parse(&f, &data, &archive) {
+                for t in tensors {
+                    assert!(t.offset + t.nbytes <= data.len() as u64, "{}", f.display());
+                }
+            }
+        }
+    }
 }
