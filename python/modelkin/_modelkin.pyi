@@ -12,6 +12,7 @@ __all__ = [
     "default_threads",
     "diff",
     "diff_pairs",
+    "gguf_metadata",
     "heads",
     "inspect",
     "open_checkpoint",
@@ -25,6 +26,11 @@ DTYPES: list[str]
 
 def open_checkpoint(path: str) -> dict[str, Any]:
     """Opens and validates a checkpoint; returns its files and tensor table (no data is read)."""
+
+def gguf_metadata(path: str) -> dict[str, Any] | None:
+    """The key/value metadata of a GGUF checkpoint (a `.gguf` file or a folder holding one), with
+    Python types: int, float, bool, str, and lists for arrays (nested where they nest). `None` when
+    the checkpoint is not a GGUF file."""
 
 def inspect(
     path: str,

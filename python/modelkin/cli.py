@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     sp = sub.add_parser("inspect", help="statistics of every tensor of one checkpoint")
-    sp.add_argument("path", help=".safetensors file, sharded index, or folder")
+    sp.add_argument("path", help=".safetensors, .gguf or .npy file, sharded index, or folder")
     common(sp)
 
     sp = sub.add_parser("diff", help="compare checkpoint B against A, tensor by tensor")

@@ -1,4 +1,5 @@
-//! Opening checkpoints: one safetensors file, a folder of them, or a sharded index.
+//! Opening checkpoints: one safetensors file, a folder of them, or a sharded index; a GGUF file or
+//! a folder holding one; a NumPy `.npy` file or a folder of them.
 //!
 //! Everything read from disk is validated here, before any tensor data is touched; afterwards the
 //! streaming code can slice the mapped files without further checks.
@@ -11,7 +12,7 @@ use memmap2::{Mmap, MmapOptions};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::format::{npy, safetensors, TensorInfo};
+use crate::format::{gguf, npy, safetensors, TensorInfo};
 
 /// File name of the index that Hugging Face sharded checkpoints use.
 pub const INDEX_NAME: &str = "model.safetensors.index.json";
@@ -23,8 +24,12 @@ pub struct MappedFile {
     pub path: PathBuf,
     /// Size in bytes.
     pub size: u64,
-    /// The header's `__metadata__` map.
+    /// The header's `__metadata__` map (safetensors), or the scalar GGUF metadata as text.
     pub metadata: BTreeMap<String, String>,
+    /// The GGUF key/value metadata with its types (empty for other formats). Arrays of strings
+    /// and of arrays are validated but not kept ([`gguf::Array::Skipped`]); see
+    /// [`Checkpoint::gguf_metadata`].
+    pub kv: Vec<(String, gguf::Value)>,
     /// Number of tensors in the file's header.
     pub n_tensors: usize,
     map: Option<Mmap>,
@@ -93,7 +98,8 @@ pub struct Tensor {
 pub struct Checkpoint {
     /// What the user named.
     pub path: PathBuf,
-    /// `"safetensors"`, or `"safetensors-sharded"` when read through an index.
+    /// `"safetensors"`, `"safetensors-sharded"` when read through an index or from several
+    /// files, `"gguf"` or `"npy"`.
     pub format: &'static str,
     /// The mapped files.
     pub files: Vec<MappedFile>,
@@ -102,7 +108,8 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// Opens a `.safetensors` file, an index file (`*.index.json`), or a folder holding either.
+    /// Opens a `.safetensors` file, an index file (`*.index.json`), a GGUF file, a `.npy` file,
+    /// or a folder holding them. A file's format is told by its first bytes, not its name.
     pub fn open(path: impl AsRef<Path>) -> Result<Checkpoint> {
         let path = path.as_ref();
         let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
@@ -112,13 +119,7 @@ impl Checkpoint {
         if path.to_string_lossy().ends_with(".json") {
             return open_index(path, path);
         }
-        let file = map_file(path)?;
-        if file.bytes().starts_with(npy::MAGIC) {
-            let (file, info) = open_npy(file)?;
-            return assemble(path, "npy", vec![file], vec![vec![info]]);
-        }
-        let (file, infos) = with_metadata(file)?;
-        assemble(path, "safetensors", vec![file], vec![infos])
+        open_single(path, path)
     }
 
     /// Total number of elements.
@@ -132,6 +133,17 @@ impl Checkpoint {
             .binary_search_by(|t| t.info.name.as_str().cmp(name))
             .ok()
             .map(|i| &self.tensors[i])
+    }
+
+    /// All the key/value metadata of a GGUF checkpoint, vocabulary and merges included (read
+    /// again from the mapped header); `None` for other formats.
+    pub fn gguf_metadata(&self) -> Result<Option<Vec<(String, gguf::Value)>>> {
+        match self.files.first() {
+            Some(f) if self.format == "gguf" => {
+                Ok(Some(gguf::parse_all(&f.path, f.bytes())?.metadata))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// The bytes of a tensor.
@@ -163,9 +175,39 @@ fn map_file(path: &Path) -> Result<MappedFile> {
         path: path.to_path_buf(),
         size,
         metadata: BTreeMap::new(),
+        kv: Vec::new(),
         n_tensors: 0,
         map,
     })
+}
+
+/// One file as a whole checkpoint, its format sniffed from its first bytes; `user_path` is what
+/// the user named (the file, or the folder holding it).
+fn open_single(user_path: &Path, path: &Path) -> Result<Checkpoint> {
+    let file = map_file(path)?;
+    if file.bytes().starts_with(gguf::MAGIC) {
+        let (file, infos) = open_gguf(file)?;
+        return assemble(user_path, "gguf", vec![file], vec![infos]);
+    }
+    if file.bytes().starts_with(npy::MAGIC) {
+        let (file, info) = open_npy(file)?;
+        return assemble(user_path, "npy", vec![file], vec![vec![info]]);
+    }
+    let (file, infos) = with_metadata(file)?;
+    assemble(user_path, "safetensors", vec![file], vec![infos])
+}
+
+/// A GGUF file: its tensors, and its metadata (scalars as text in `metadata`, everything in `kv`).
+fn open_gguf(mut file: MappedFile) -> Result<(MappedFile, Vec<TensorInfo>)> {
+    let header = gguf::parse(&file.path, file.bytes())?;
+    file.metadata = header
+        .metadata
+        .iter()
+        .filter_map(|(k, v)| v.scalar_text().map(|t| (k.clone(), t)))
+        .collect();
+    file.kv = header.metadata;
+    file.n_tensors = header.tensors.len();
+    Ok((file, header.tensors))
 }
 
 fn open_file_with_metadata(path: &Path) -> Result<(MappedFile, Vec<TensorInfo>)> {
@@ -229,6 +271,7 @@ fn open_dir(dir: &Path) -> Result<Checkpoint> {
     let mut indexes = Vec::new();
     let mut shards = Vec::new();
     let mut arrays = Vec::new();
+    let mut ggufs = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let p = entry.map_err(|e| Error::io(dir, e))?.path();
         let name = p
@@ -241,7 +284,27 @@ fn open_dir(dir: &Path) -> Result<Checkpoint> {
             shards.push(p);
         } else if name.ends_with(".npy") && p.is_file() {
             arrays.push(p);
+        } else if name.ends_with(".gguf") && p.is_file() {
+            ggufs.push(p);
         }
+    }
+    if shards.is_empty() && indexes.is_empty() && !ggufs.is_empty() {
+        if let [one] = ggufs.as_slice() {
+            return open_single(dir, one);
+        }
+        ggufs.sort();
+        let names: Vec<String> = ggufs
+            .iter()
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        return Err(Error::UnsupportedFormat {
+            path: dir.to_path_buf(),
+            reason: format!(
+                "the folder holds {} GGUF files ({}) and no safetensors; name the one to use",
+                ggufs.len(),
+                names.join(", ")
+            ),
+        });
     }
     if shards.is_empty() && indexes.is_empty() && !arrays.is_empty() {
         // A folder of NumPy arrays: one tensor per file, named after it.
@@ -270,7 +333,7 @@ fn open_dir(dir: &Path) -> Result<Checkpoint> {
     if shards.is_empty() {
         return Err(Error::UnsupportedFormat {
             path: dir.to_path_buf(),
-            reason: "the folder holds no .safetensors (or .npy) file".into(),
+            reason: "the folder holds no .safetensors (or .gguf or .npy) file".into(),
         });
     }
     shards.sort();

@@ -15,7 +15,7 @@ pub const MAGIC: &[u8] = b"\x93NUMPY";
 
 /// Parses the header of a `.npy` file whose contents are `bytes`; the one tensor is called `name`.
 pub fn parse(path: &Path, name: &str, bytes: &[u8]) -> Result<TensorInfo> {
-    let bad = |reason: String| Error::header(path, reason);
+    let bad = |reason: String| Error::header_of(path, ".npy", reason);
     if !bytes.starts_with(MAGIC) || bytes.len() < 10 {
         return Err(bad("not a NumPy .npy file (bad magic or too short)".into()));
     }
@@ -94,6 +94,7 @@ pub fn parse(path: &Path, name: &str, bytes: &[u8]) -> Result<TensorInfo> {
         shape,
         offset: end as u64,
         nbytes,
+        rows: super::RowOrder::Plain,
     })
 }
 
