@@ -425,8 +425,6 @@ FOREIGN = {
     "legacy-torch": LEGACY_TORCH,
     "pickle-p4": b"\x80\x04\x95\x0b\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x01w\x94K\x01s.",
     "pickle-p2": b"\x80\x02}q\x00X\x01\x00\x00\x00wq\x01K\x01s.",
-    "gguf": b"GGUF" + (3).to_bytes(4, "little") + (0).to_bytes(8, "little") * 2,
-    "gguf-short": b"GGUF",
 }
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from . import errors
 from ._modelkin import __version__
 from .behavior import BehaviorResult, compare_behavior
-from .checkpoint import CheckpointInfo, TensorInfo, open
+from .checkpoint import CheckpointInfo, TensorInfo, gguf_metadata, open
 from .compare import CompareResult, compare, compare_fingerprints
 from .diff import SCHEMA, DiffResult, InspectResult, TensorDiff, TensorSummary, diff, inspect, pair_stats
 from .errors import (
@@ -64,6 +64,7 @@ __all__ = [
     "diff",
     "errors",
     "fingerprint",
+    "gguf_metadata",
     "inspect",
     "load_fingerprint",
     "open",

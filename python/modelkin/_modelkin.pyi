@@ -12,6 +12,7 @@ __all__ = [
     "default_threads",
     "diff",
     "diff_pairs",
+    "gguf_metadata",
     "heads",
     "inspect",
     "open_checkpoint",
@@ -26,6 +27,11 @@ DTYPES: list[str]
 def open_checkpoint(path: str) -> dict[str, Any]:
     """Opens and validates a checkpoint (safetensors, PyTorch zip, .npy/.npz, index or folder); returns
     its format, files and tensor table (no tensor data is read, no pickle is executed)."""
+
+def gguf_metadata(path: str) -> dict[str, Any] | None:
+    """The key/value metadata of a GGUF checkpoint (a `.gguf` file or a folder holding one), with
+    Python types: int, float, bool, str, and lists for arrays (nested where they nest). `None` when
+    the checkpoint is not a GGUF file."""
 
 def inspect(
     path: str,

@@ -9,12 +9,17 @@ from typing import Any
 from . import _modelkin
 from .hub import resolve
 
-__all__ = ["CheckpointInfo", "FileInfo", "TensorInfo", "open"]
+__all__ = ["CheckpointInfo", "FileInfo", "TensorInfo", "gguf_metadata", "open"]
 
 
 @dataclass(frozen=True)
 class TensorInfo:
-    """One tensor's header entry."""
+    """One tensor's header entry.
+
+    ``dtype`` is a safetensors name (``"F32"``, ``"BF16"``, …) or, in a GGUF file, a ggml
+    block-quantised format (``"Q8_0"``, ``"Q4_K"``, …), decoded as llama.cpp does. ``shape`` is
+    row-major (the Hugging Face order; GGUF's extents reversed).
+    """
 
     name: str
     dtype: str
@@ -34,7 +39,9 @@ class TensorInfo:
 
 @dataclass(frozen=True)
 class FileInfo:
-    """One file of a checkpoint."""
+    """One file of a checkpoint. ``metadata`` is a safetensors header's ``__metadata__``, or a GGUF
+    file's scalar metadata as text (its arrays, such as the vocabulary, are in
+    :func:`gguf_metadata`)."""
 
     path: str
     size: int
@@ -109,14 +116,31 @@ class CheckpointInfo:
 def open(path: str | os.PathLike[str]) -> CheckpointInfo:
     """Opens and validates a checkpoint and returns what it holds, without reading tensor data.
 
-    ``path`` is a ``.safetensors`` file, a PyTorch ``.bin``/``.pt``/``.pth`` file written by
-    ``torch.save`` (read without unpickling: only tensors rebuilt by an allow-list of torch globals
-    are accepted), a NumPy ``.npy`` or uncompressed ``.npz`` file, a sharded index
-    (``*.safetensors.index.json``, ``pytorch_model.bin.index.json``), a folder holding any of these,
-    or a Hugging Face id (``org/name[@revision]``) in the local hub cache. ``format`` says which:
-    ``"safetensors"``, ``"pytorch"``, ``"npy"``, ``"npz"``, ``"safetensors-sharded"`` or
-    ``"pytorch-sharded"``. Raises :class:`FileNotFoundError` for a missing path and a
-    :class:`~modelkin.errors.ModelkinError` naming the file and the problem for a malformed one (an
-    :class:`~modelkin.errors.UnsupportedFormatError` for a pickle that asks for anything else).
+    ``path`` is a ``.safetensors`` file, a GGUF file (llama.cpp, versions 2 and 3, quantized ones
+    too), a PyTorch ``.bin``/``.pt``/``.pth`` file written by ``torch.save`` (read without
+    unpickling: only tensors rebuilt by an allow-list of torch globals are accepted), a NumPy ``.npy``
+    or uncompressed ``.npz`` file, a sharded index (``*.safetensors.index.json``,
+    ``pytorch_model.bin.index.json``), a folder holding any of these, or a Hugging Face id
+    (``org/name[@revision]``) in the local hub cache. A file's format is told by its first bytes.
+    ``format`` says which: ``"safetensors"``, ``"gguf"``, ``"pytorch"``, ``"npy"``, ``"npz"``,
+    ``"safetensors-sharded"`` or ``"pytorch-sharded"``. Raises :class:`FileNotFoundError` for a
+    missing path and a :class:`~modelkin.errors.ModelkinError` naming the file and the problem for a
+    malformed one (an :class:`~modelkin.errors.UnsupportedFormatError` for a pickle that asks for
+    anything else).
     """
     return CheckpointInfo.from_raw(_modelkin.open_checkpoint(resolve(path)))
+
+
+def gguf_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The key/value metadata of a GGUF checkpoint, with its types: ``int``, ``float``, ``bool``,
+    ``str``, and lists for arrays (nested where they nest), e.g. ``general.architecture``,
+    ``llama.block_count``, ``tokenizer.ggml.tokens``.
+
+    ``path`` is a ``.gguf`` file or a folder holding one. The file is validated as by :func:`open`;
+    a checkpoint that is not a GGUF file raises :class:`ValueError`.
+    """
+    p = resolve(path)
+    kv = _modelkin.gguf_metadata(p)
+    if kv is None:
+        raise ValueError(f"{p}: not a GGUF checkpoint")
+    return kv

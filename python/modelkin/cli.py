@@ -60,7 +60,9 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     sp = sub.add_parser("inspect", help="statistics of every tensor of one checkpoint")
-    sp.add_argument("path", help="checkpoint: .safetensors, PyTorch .bin/.pt, .npy/.npz, index, or folder")
+    sp.add_argument(
+        "path", help="checkpoint: .safetensors, .gguf, PyTorch .bin/.pt, .npy/.npz, index, or folder"
+    )
     common(sp)
 
     sp = sub.add_parser("diff", help="compare checkpoint B against A, tensor by tensor")

@@ -42,6 +42,40 @@ def log10_sf(z: float) -> float:
 
 _FLOAT_BITS = {"BF16": 8, "F16": 11, "F8_E4M3": 4, "F8_E5M2": 3, "F32": 24}
 
+#: Code bits of ggml's block-quantised formats (GGUF files): each block of 32 or 256 elements holds
+#: codes of this many bits on a grid set by the block's own scale (and minimum).
+BLOCK_BITS = {
+    "Q2_K": 2,
+    "Q3_K": 3,
+    "Q4_0": 4,
+    "Q4_1": 4,
+    "Q4_K": 4,
+    "Q5_0": 5,
+    "Q5_1": 5,
+    "Q5_K": 5,
+    "Q6_K": 6,
+    "Q8_0": 8,
+    "Q8_K": 8,
+}
+#: Slack on the grid bound of a block format, for its scales being rounded (to f16, or to 6-bit
+#: sub-block scales relative to a super-block scale) before the codes are chosen.
+GRID_SLACK = 1.25
+
+
+def block_grid_bound(dtype: str, amax: float) -> float | None:
+    """The largest |d| that rounding values of magnitude ≤ ``amax`` to block format ``dtype`` can
+    leave, or None when ``dtype`` is not a block format.
+
+    Whatever its layout, a block of a b-bit format spans its values (at most [−amax, amax]) with
+    2^b − 1 steps or more, so its grid step is at most 2·amax / (2^b − 1); rounding to the nearest
+    code errs by half a step, and by up to a whole step for a value clipped at the far end of a
+    symmetric format's codes (Q4_0's −8…7). ``GRID_SLACK`` covers the rounding of the scales.
+    """
+    bits = BLOCK_BITS.get(dtype)
+    if bits is None or not math.isfinite(amax):
+        return None
+    return GRID_SLACK * 2.0 * amax / float(2**bits - 1)
+
 
 def _round_to(x: npt.NDArray[np.float64], dtype: str) -> npt.NDArray[np.float64] | None:
     """x rounded to a float dtype (round to nearest even), or None where modelkin cannot round to it."""
@@ -65,10 +99,13 @@ def _round_to(x: npt.NDArray[np.float64], dtype: str) -> npt.NDArray[np.float64]
 class PairEvidence:
     """What one aligned tensor pair says.
 
-    ``kind`` is the pair's own reading: ``identical``, ``cast`` (b is a rounded to another float
-    format), ``quantized`` (bounded, flat-topped differences), ``gaussian`` (d looks like added noise),
-    ``scaled`` (b ≈ c·a), ``update`` (related, with structured changes), ``permuted`` (related once
-    hidden units are matched, see :mod:`modelkin.units`) or ``unrelated``.
+    ``kind`` is the pair's own reading: ``identical``, ``cast`` (one side is the other rounded to
+    another float format), ``quantized`` (bounded, flat-topped differences; or one side is stored in a
+    GGUF block format and d stays within that format's grid bound, see :func:`block_grid_bound`),
+    ``gaussian`` (d looks like added noise), ``scaled`` (b ≈ c·a), ``update`` (related, with
+    structured changes), ``permuted`` (related once hidden units are matched, see
+    :mod:`modelkin.units`) or ``unrelated``. For a cast or a block-quantised copy, ``derived`` says
+    which side is the copy: ``"b"`` (B is A rounded) or ``"a"`` (A is B rounded).
     """
 
     pairing: Pairing
@@ -83,6 +120,7 @@ class PairEvidence:
     cast_to: str | None
     scale: float
     grid_levels: float
+    derived: str = "b"
 
     @property
     def numel(self) -> int:
@@ -133,6 +171,7 @@ class PairEvidence:
             "kurtosis_b": s.b_on_pair.kurtosis,
             "scale": self.scale,
             "cast_to": self.cast_to,
+            "derived": self.derived,
         }
 
 
@@ -192,7 +231,7 @@ def assess(
     """Reads one aligned pair: its kinship test (``z``, see :func:`kinship_z`) and which kind of
     change d looks like."""
     s = stats
-    sample_a, sample_b = s.sample_a, s.sample_b
+    sample_a = s.sample_a
     lp = log10_sf(z) if math.isfinite(z) else 0.0
     informative = _informative(pairing.a, shape, s, sample_a)
     scale = 1.0 + s.c_da / s.a_on_pair.m2 if s.a_on_pair.m2 > 0 else math.nan
@@ -201,18 +240,10 @@ def assess(
     identical = s.equal == s.a.count and s.a.count == s.b.count
     related = identical or lp < RELATED_LOG10_P
 
-    cast_to = None
+    cast_to, derived = None, "b"
     if not identical and related:
-        ok = np.isfinite(sample_a) & np.isfinite(sample_b)
-        for target in dict.fromkeys((dtype_b, "BF16", "F16", "F8_E4M3", "F8_E5M2")):
-            if target == dtype_a or target not in _FLOAT_BITS:
-                continue
-            rounded = _round_to(sample_a[ok], target)
-            if rounded is not None and ok.any() and np.array_equal(rounded, sample_b[ok]):
-                bound = 2.0 ** -(_FLOAT_BITS[target]) * max_a
-                if s.max_abs_d <= bound * (1 + 1e-9):
-                    cast_to = target
-                    break
+        cast_to, derived = _cast(s, dtype_a, dtype_b)
+    block = None if identical or not related or cast_to else _block_quantized(s, dtype_a, dtype_b)
 
     if identical:
         kind = "identical"
@@ -220,6 +251,8 @@ def assess(
         kind = "unrelated"
     elif cast_to is not None:
         kind = "cast"
+    elif block is not None:
+        kind, derived = "quantized", block
     elif abs(s.corr_d_a) > 0.99 and s.one_minus_pearson < 1e-6:
         kind = "scaled"
     elif s.d.kurtosis < -0.5 and levels >= 7 and abs(s.corr_d_a) < 0.2:
@@ -229,4 +262,62 @@ def assess(
         kind = "gaussian"
     else:
         kind = "update"
-    return PairEvidence(pairing, shape, dtype_a, dtype_b, s, informative, z, lp, kind, cast_to, scale, levels)
+    return PairEvidence(
+        pairing, shape, dtype_a, dtype_b, s, informative, z, lp, kind, cast_to, scale, levels, derived
+    )
+
+
+def _extreme(v: Any) -> float:
+    """The largest magnitude among a side's values (NaN when it has none)."""
+    return max(abs(v.min), abs(v.max)) if v.moments.n else math.nan
+
+
+def _cast(s: PairStats, dtype_a: str, dtype_b: str) -> tuple[str | None, str]:
+    """The float format one side is the other rounded to, and which side is the copy ("b": B is A
+    rounded; "a": A is B rounded); (None, "b") when neither is."""
+    ok = np.isfinite(s.sample_a) & np.isfinite(s.sample_b)
+    if not ok.any():
+        return None, "b"
+    for side, src, dst, src_dtype, dst_dtype, amax in (
+        ("b", s.sample_a[ok], s.sample_b[ok], dtype_a, dtype_b, _extreme(s.a)),
+        ("a", s.sample_b[ok], s.sample_a[ok], dtype_b, dtype_a, _extreme(s.b)),
+    ):
+        for target in dict.fromkeys((dst_dtype, "BF16", "F16", "F8_E4M3", "F8_E5M2")):
+            if target == src_dtype or target not in _FLOAT_BITS:
+                continue
+            rounded = _round_to(src, target)
+            if rounded is not None and np.array_equal(rounded, dst):
+                bound = 2.0 ** -(_FLOAT_BITS[target]) * amax
+                if s.max_abs_d <= bound * (1 + 1e-9):
+                    return target, side
+    return None, "b"
+
+
+def _block_quantized(s: PairStats, dtype_a: str, dtype_b: str) -> str | None:
+    """Which side ("a" or "b") holds the other rounded to its GGUF block format, or None.
+
+    That side is stored in a block format (the other is not), every |d| is within the format's grid
+    bound (:func:`block_grid_bound`) for the other side's values, and d is not proportional to the
+    other side (rounding errors are not a scaling or a shrinkage). When both sides are in block
+    formats (two quantizations of one model) d is the difference of two rounding errors, bounded by
+    the sum of the two bounds, and the coarser side (fewer bits; B on a tie) is the copy.
+    """
+    bits_a, bits_b = BLOCK_BITS.get(dtype_a), BLOCK_BITS.get(dtype_b)
+    if bits_a is not None and bits_b is not None:
+        amax = max(_extreme(s.a), _extreme(s.b))
+        bound_a, bound_b = block_grid_bound(dtype_a, amax), block_grid_bound(dtype_b, amax)
+        if bound_a is None or bound_b is None or s.max_abs_d > bound_a + bound_b:
+            return None
+        if min(abs(s.corr_d_a), abs(s.corr_d_b)) >= 0.2:
+            return None
+        return "a" if bits_a < bits_b else "b"
+    for side, dtype, other_dtype, other, corr in (
+        ("b", dtype_b, dtype_a, s.a, s.corr_d_a),
+        ("a", dtype_a, dtype_b, s.b, s.corr_d_b),
+    ):
+        if other_dtype in BLOCK_BITS:
+            continue
+        bound = block_grid_bound(dtype, _extreme(other))
+        if bound is not None and s.max_abs_d <= bound and abs(corr) < 0.2:
+            return side
+    return None

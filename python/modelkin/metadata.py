@@ -25,6 +25,14 @@ byte-identical. Its ``strength`` grades the kinship evidence:
 
 Independent models can reuse a popular tokenizer, config and template verbatim, so even "strong"
 metadata never decides a verdict on its own: the weights do.
+
+A GGUF checkpoint (a ``.gguf`` file, or a folder holding one and no safetensors) carries its config
+and tokenizer in its own metadata, and that is what is compared for it (files beside it are not
+read): ``{arch}.block_count``, ``{arch}.embedding_length``, ``{arch}.attention.head_count`` … as
+``num_hidden_layers``, ``hidden_size``, ``num_attention_heads`` …; ``tokenizer.ggml.tokens`` (ids
+are positions), ``tokenizer.ggml.merges``, the control and user-defined tokens as added tokens, the
+special-token ids as special tokens, and ``tokenizer.chat_template``. A GGUF holds only part of a
+config, so against a GGUF only the keys both sides hold are compared, floats to f32 precision.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
+from . import _modelkin
 from .diff import json_safe
 
 __all__ = [
@@ -49,6 +58,7 @@ __all__ = [
     "MetadataEvidence",
     "TokenizerComparison",
     "compare_metadata",
+    "gguf_file",
     "metadata_folder",
 ]
 
@@ -212,6 +222,142 @@ class _Folder:
         return self._cache[key]
 
 
+#: GGUF token types (llama.cpp's ``llama_token_type``) that Hugging Face lists as added tokens:
+#: unknown, control and user-defined.
+_GGUF_ADDED_TYPES = frozenset({2, 3, 4})
+
+#: Special-token roles and the GGUF keys of their ids (llama.cpp spells "seperator" so).
+_GGUF_SPECIALS = (
+    ("bos_token", "tokenizer.ggml.bos_token_id"),
+    ("eos_token", "tokenizer.ggml.eos_token_id"),
+    ("unk_token", "tokenizer.ggml.unknown_token_id"),
+    ("pad_token", "tokenizer.ggml.padding_token_id"),
+    ("sep_token", "tokenizer.ggml.seperator_token_id"),
+    ("cls_token", "tokenizer.ggml.cls_token_id"),
+    ("mask_token", "tokenizer.ggml.mask_token_id"),
+)
+
+#: Hugging Face config key ← GGUF key (``{arch}`` is ``general.architecture``).
+_GGUF_CONFIG = (
+    ("num_hidden_layers", "{arch}.block_count"),
+    ("hidden_size", "{arch}.embedding_length"),
+    ("intermediate_size", "{arch}.feed_forward_length"),
+    ("num_attention_heads", "{arch}.attention.head_count"),
+    ("num_key_value_heads", "{arch}.attention.head_count_kv"),
+    ("head_dim", "{arch}.attention.key_length"),
+    ("max_position_embeddings", "{arch}.context_length"),
+    ("rms_norm_eps", "{arch}.attention.layer_norm_rms_epsilon"),
+    ("layer_norm_eps", "{arch}.attention.layer_norm_epsilon"),
+    ("rope_theta", "{arch}.rope.freq_base"),
+    ("vocab_size", "{arch}.vocab_size"),
+    ("num_local_experts", "{arch}.expert_count"),
+    ("num_experts_per_tok", "{arch}.expert_used_count"),
+    ("sliding_window", "{arch}.attention.sliding_window"),
+    ("bos_token_id", "tokenizer.ggml.bos_token_id"),
+    ("eos_token_id", "tokenizer.ggml.eos_token_id"),
+    ("pad_token_id", "tokenizer.ggml.padding_token_id"),
+)
+
+
+def gguf_file(path: PathArg) -> Path | None:
+    """The GGUF file a checkpoint path stands for: the file itself when it starts with the GGUF magic,
+    or the one ``.gguf`` file of a folder that holds no safetensors (as :func:`modelkin.open` reads
+    it); None otherwise."""
+    p = Path(path)
+    if p.is_file():
+        try:
+            with p.open("rb") as f:
+                return p if f.read(4) == b"GGUF" else None
+        except OSError:
+            return None
+    if not p.is_dir():
+        return None
+    names = [q.name for q in p.iterdir()]
+    if any(n.endswith((".safetensors", ".safetensors.index.json")) for n in names):
+        return None
+    found = [p / n for n in names if n.endswith(".gguf") and (p / n).is_file()]
+    return found[0] if len(found) == 1 else None
+
+
+class _GgufMetadata(_Folder):
+    """A GGUF file's own metadata, read through the interface of a folder of Hugging Face files:
+    ``config.json``, ``tokenizer.json`` and ``tokenizer_config.json`` are built from its keys."""
+
+    def __init__(self, path: Path) -> None:
+        self.folder = path
+        self.problems = []
+        self.present = {}
+        self._cache = {}
+        self.kv: dict[str, Any] = {}
+        try:
+            self.kv = _modelkin.gguf_metadata(str(path)) or {}
+        except Exception as e:  # this line of evidence must not stop the weight comparison
+            self.problems.append(f"{path}: GGUF metadata cannot be read ({e})")
+        self._docs = self._build()
+
+    def text(self, name: str) -> str | None:
+        """No plain-text files: everything is in the metadata."""
+        return None
+
+    def json(self, name: str, kind: type = dict) -> Any:
+        """The Hugging Face file built from the metadata, or None when it holds nothing for it."""
+        return self._docs.get(name)
+
+    def _build(self) -> dict[str, Any]:
+        kv = self.kv
+        arch = kv.get("general.architecture")
+        docs: dict[str, Any] = {}
+        config: dict[str, Any] = {}
+        if isinstance(arch, str):
+            config["model_type"] = arch
+        for key, gguf_key in _GGUF_CONFIG:
+            value = kv.get(gguf_key.format(arch=arch))
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                config[key] = value
+        tokens = kv.get("tokenizer.ggml.tokens")
+        if not isinstance(tokens, list):
+            tokens = []
+        if "vocab_size" not in config and tokens:
+            config["vocab_size"] = len(tokens)
+        if config:
+            docs["config.json"] = config
+        if tokens:
+            vocab: dict[str, int] = {}
+            for i, t in enumerate(tokens):
+                vocab.setdefault(str(t), i)
+            types = kv.get("tokenizer.ggml.token_type")
+            types = types if isinstance(types, list) and len(types) == len(tokens) else []
+            merges = kv.get("tokenizer.ggml.merges")
+            model: dict[str, Any] = {"vocab": vocab}
+            if isinstance(merges, list):
+                model["merges"] = [str(m) for m in merges]
+            docs["tokenizer.json"] = {
+                "model": model,
+                "added_tokens": [
+                    {"id": i, "content": str(tokens[i])}
+                    for i, ty in enumerate(types)
+                    if ty in _GGUF_ADDED_TYPES
+                ],
+            }
+        tc: dict[str, Any] = {}
+        for role, key in _GGUF_SPECIALS:
+            tid = kv.get(key)
+            if isinstance(tid, int) and 0 <= tid < len(tokens):
+                tc[role] = str(tokens[tid])
+        template = kv.get("tokenizer.chat_template")
+        if isinstance(template, str):
+            tc["chat_template"] = template
+        if tc:
+            docs["tokenizer_config.json"] = tc
+        return docs
+
+
+def _source(path: PathArg) -> _Folder:
+    """What to read a checkpoint's metadata from: its GGUF file's own metadata, or its folder."""
+    gguf = gguf_file(path)
+    return _GgufMetadata(gguf) if gguf is not None else _Folder(metadata_folder(path))
+
+
 # -- configs --------------------------------------------------------------------------------------------
 
 
@@ -258,8 +404,22 @@ class ConfigComparison:
         }
 
 
-def _compare_configs(a: Mapping[str, Any], b: Mapping[str, Any]) -> ConfigComparison:
+def _same(x: Any, y: Any, approx: bool) -> bool:
+    """Equal values; with ``approx``, floats that agree to f32 precision (GGUF stores f32)."""
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (x, y))
+    if approx and numbers:
+        return math.isclose(float(x), float(y), rel_tol=1e-6, abs_tol=0.0)
+    return bool(x == y)
+
+
+def _compare_configs(a: Mapping[str, Any], b: Mapping[str, Any], gguf: bool = False) -> ConfigComparison:
+    """Two configs key by key. With ``gguf`` (either side comes from a GGUF file, which holds only part
+    of a config) only the keys both hold are compared, floats to f32 precision."""
     fa, fb = _relevant(a), _relevant(b)
+    if gguf:
+        both = fa.keys() & fb.keys()
+        fa = {k: v for k, v in fa.items() if k in both}
+        fb = {k: v for k, v in fb.items() if k in both}
     arch = set(ARCHITECTURE_KEYS)
     side = {
         k: (fa.get(k), fb.get(k))
@@ -269,7 +429,7 @@ def _compare_configs(a: Mapping[str, Any], b: Mapping[str, Any]) -> ConfigCompar
     both = fa.keys() & fb.keys()
     return ConfigComparison(
         side_by_side=side,
-        differing=tuple(sorted(k for k in both if fa[k] != fb[k])),
+        differing=tuple(sorted(k for k in both if not _same(fa[k], fb[k], gguf))),
         only_a=tuple(sorted(fa.keys() - fb.keys())),
         only_b=tuple(sorted(fb.keys() - fa.keys())),
         compared=len(fa.keys() | fb.keys()),
@@ -393,6 +553,8 @@ def _read_tokenizer(f: _Folder) -> _Tokenizer | None:
     full = dict(vocab)
     for i, text in added.items():
         full.setdefault(text, i)
+    if isinstance(f, _GgufMetadata):
+        sources = ["GGUF metadata"]
     return _Tokenizer(full, merges, frozenset(added.items()), special, tuple(sources))
 
 
@@ -676,11 +838,13 @@ def _grade(
 def compare_metadata(folder_a: PathArg, folder_b: PathArg) -> MetadataEvidence:
     """Compares the config, tokenizer and chat-template files beside two checkpoints.
 
-    ``folder_a``/``folder_b`` are checkpoint folders, or checkpoint files (their folder is used).
+    ``folder_a``/``folder_b`` are checkpoint folders, or checkpoint files (their folder is used); a
+    GGUF checkpoint is read from its own metadata (see the module docstring).
     Absent files are simply not compared; malformed ones are listed in ``problems`` (this line of
     evidence must not stop the weight comparison). A missing path is a ``FileNotFoundError``.
     """
-    fa, fb = _Folder(metadata_folder(folder_a)), _Folder(metadata_folder(folder_b))
+    metadata_folder(folder_a), metadata_folder(folder_b)  # a missing path is a FileNotFoundError
+    fa, fb = _source(folder_a), _source(folder_b)
     files = tuple(
         FileHash(
             name,
@@ -691,7 +855,8 @@ def compare_metadata(folder_a: PathArg, folder_b: PathArg) -> MetadataEvidence:
         if name in fa.present or name in fb.present
     )
     ca, cb = fa.json("config.json"), fb.json("config.json")
-    config = _compare_configs(ca, cb) if ca is not None and cb is not None else None
+    gguf = isinstance(fa, _GgufMetadata) or isinstance(fb, _GgufMetadata)
+    config = _compare_configs(ca, cb, gguf) if ca is not None and cb is not None else None
     ga, gb = fa.json("generation_config.json"), fb.json("generation_config.json")
     generation = _relevant(ga) == _relevant(gb) if ga is not None and gb is not None else None
     ta, tb = _read_tokenizer(fa), _read_tokenizer(fb)

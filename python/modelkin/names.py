@@ -45,6 +45,7 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"^blk\.(\d+)\.attn_q\.", r"layers.\1.self_attn.q_proj."),
         (r"^blk\.(\d+)\.attn_k\.", r"layers.\1.self_attn.k_proj."),
         (r"^blk\.(\d+)\.attn_v\.", r"layers.\1.self_attn.v_proj."),
+        (r"^blk\.(\d+)\.attn_qkv\.", r"layers.\1.self_attn.qkv_proj."),
         (r"^blk\.(\d+)\.attn_output\.", r"layers.\1.self_attn.o_proj."),
         (r"^blk\.(\d+)\.attn_norm\.", r"layers.\1.input_layernorm."),
         (r"^blk\.(\d+)\.ffn_norm\.", r"layers.\1.post_attention_layernorm."),

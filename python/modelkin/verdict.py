@@ -42,7 +42,9 @@ RELATIONS = (
 _TEXT = {
     "identical": "B is identical to A",
     "cast_copy": "B is A cast to another number format",
+    "cast_copy b->a": "A is B cast to another number format",
     "quantized_copy": "B is a quantized copy of A",
+    "quantized_copy b->a": "A is a quantized copy of B",
     "noised_copy": "B is a copy of A with Gaussian noise added",
     "noised_copy b->a": "A is a copy of B with Gaussian noise added",
     "scaled_copy": "B is A multiplied by a constant",
@@ -64,7 +66,8 @@ class Verdict:
     sigma_ci: tuple[float, float] | None = None
     scale: float | None = None  # scaled copy: the factor
     cast_to: str | None = None  # cast copy: the format
-    direction: str | None = None  # "a->b", "b->a" or "shared-ancestor" for fine-tunes
+    # fine-tunes: "a->b", "b->a" or "shared-ancestor"; cast and quantized copies: "b->a" when A is the copy
+    direction: str | None = None
     renamed: int = 0  # aligned pairs whose names differ
     layers_dropped: tuple[int, ...] = ()  # A's layers with no counterpart in B
     layers_added: tuple[int, ...] = ()
@@ -92,7 +95,7 @@ class Verdict:
             extra.append(f"factor {self.scale:.6g}")
         if self.relation == "cast_copy" and self.cast_to:
             extra.append(f"to {self.cast_to}")
-        if self.direction == "b->a" and self.relation != "noised_copy":
+        if self.direction == "b->a" and self.relation not in ("noised_copy", "cast_copy", "quantized_copy"):
             extra.append("the weights suggest A was derived from B")
         elif self.direction == "shared-ancestor":
             extra.append("direction not determined: they may be siblings of one ancestor")
@@ -180,6 +183,15 @@ def _direction(ev: list[PairEvidence]) -> str:
     return "shared-ancestor"
 
 
+def _copy_side(ev: list[PairEvidence], kind: str) -> str | None:
+    """ "b->a" when most of the parameters read as ``kind`` have A as the rounded copy, else None."""
+    sides: Counter[str] = Counter()
+    for e in ev:
+        if e.kind == kind:
+            sides[e.derived] += e.numel
+    return "b->a" if sides["a"] > sides["b"] else None
+
+
 def decide(
     evidence: list[PairEvidence],
     alignment: Alignment,
@@ -265,7 +277,7 @@ def decide(
     main = set(kinds)
     if main <= {"identical", "cast"} and "cast" in main:
         casts = Counter(e.cast_to for e in rel if e.cast_to)
-        return verdict("cast_copy", cast_to=casts.most_common(1)[0][0])
+        return verdict("cast_copy", cast_to=casts.most_common(1)[0][0], direction=_copy_side(rel, "cast"))
     if main <= {"identical"}:
         dtypes = {(e.dtype_a, e.dtype_b) for e in evidence}
         if any(a != b for a, b in dtypes):  # equal values in another format: a lossless cast
@@ -276,7 +288,7 @@ def decide(
         # Whatever B shares with A it holds unchanged; the rest is missing or its own.
         return verdict("partial_copy")
     if kinds.get("quantized", 0) >= 0.8 * sum(kinds.values()):
-        return verdict("quantized_copy")
+        return verdict("quantized_copy", direction=_copy_side(rel, "quantized"))
     if kinds.get("scaled", 0) >= 0.8 * sum(kinds.values()):
         factors = np.array([e.scale for e in rel if e.kind == "scaled"])
         if factors.size and np.std(factors) <= 1e-3 * abs(np.mean(factors)):

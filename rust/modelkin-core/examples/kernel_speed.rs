@@ -50,8 +50,15 @@ fn main() {
             decode_f32(d, black_box(bytes), &mut narrow)
         });
     }
-    for d in [DType::BF16, DType::F16, DType::F8_E4M3, DType::F32] {
-        let bytes = &raw[..BLOCK * d.size()];
+    for d in [
+        DType::BF16,
+        DType::F16,
+        DType::F8_E4M3,
+        DType::F32,
+        DType::Q8_0,
+        DType::Q4_K,
+    ] {
+        let bytes = &raw[..d.nbytes(BLOCK as u64).unwrap_or(0) as usize];
         rate(&format!("decode {d} -> f64"), reps, || {
             decode_into(d, black_box(bytes), &mut wide)
         });

@@ -1,5 +1,5 @@
-//! Opening checkpoints: one file (safetensors, PyTorch zip, NumPy `.npy` / `.npz`), a folder, or a
-//! sharded index. Files are read by what their bytes say, not by their names.
+//! Opening checkpoints: one file (safetensors, GGUF, PyTorch zip, NumPy `.npy` / `.npz`), a folder,
+//! or a sharded index. Files are read by what their bytes say, not by their names.
 //!
 //! Everything read from disk is validated here, before any tensor data is touched; afterwards the
 //! streaming code can slice the mapped files without further checks.
@@ -12,7 +12,7 @@ use memmap2::{Mmap, MmapOptions};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::format::{npy, npz, safetensors, torch, zip, TensorInfo};
+use crate::format::{gguf, npy, npz, safetensors, torch, zip, TensorInfo};
 
 /// File name of the index that Hugging Face sharded checkpoints use.
 pub const INDEX_NAME: &str = "model.safetensors.index.json";
@@ -30,8 +30,12 @@ pub struct MappedFile {
     pub path: PathBuf,
     /// Size in bytes.
     pub size: u64,
-    /// The header's `__metadata__` map.
+    /// The header's `__metadata__` map (safetensors), or the scalar GGUF metadata as text.
     pub metadata: BTreeMap<String, String>,
+    /// The GGUF key/value metadata with its types (empty for other formats). Arrays of strings
+    /// and of arrays are validated but not kept ([`gguf::Array::Skipped`]); see
+    /// [`Checkpoint::gguf_metadata`].
+    pub kv: Vec<(String, gguf::Value)>,
     /// Number of tensors in the file's header.
     pub n_tensors: usize,
     map: Option<Mmap>,
@@ -128,7 +132,7 @@ pub struct Tensor {
 pub struct Checkpoint {
     /// What the user named.
     pub path: PathBuf,
-    /// `"safetensors"`, `"pytorch"`, `"npy"` or `"npz"`; `"safetensors-sharded"` or
+    /// `"safetensors"`, `"gguf"`, `"pytorch"`, `"npy"` or `"npz"`; `"safetensors-sharded"` or
     /// `"pytorch-sharded"` when read through an index or from several files.
     pub format: &'static str,
     /// The mapped files.
@@ -138,7 +142,7 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// Opens a checkpoint file (`.safetensors`, a PyTorch `.bin`/`.pt`/`.pth` zip, `.npy`,
+    /// Opens a checkpoint file (`.safetensors`, GGUF, a PyTorch `.bin`/`.pt`/`.pth` zip, `.npy`,
     /// `.npz`), an index file (`*.index.json`), or a folder holding a checkpoint.
     pub fn open(path: impl AsRef<Path>) -> Result<Checkpoint> {
         let path = path.as_ref();
@@ -164,6 +168,17 @@ impl Checkpoint {
             .binary_search_by(|t| t.info.name.as_str().cmp(name))
             .ok()
             .map(|i| &self.tensors[i])
+    }
+
+    /// All the key/value metadata of a GGUF checkpoint, vocabulary and merges included (read
+    /// again from the mapped header); `None` for other formats.
+    pub fn gguf_metadata(&self) -> Result<Option<Vec<(String, gguf::Value)>>> {
+        match self.files.first() {
+            Some(f) if self.format == "gguf" => {
+                Ok(Some(gguf::parse_all(&f.path, f.bytes())?.metadata))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// The bytes of a tensor.
@@ -196,6 +211,7 @@ fn map_file(path: &Path) -> Result<MappedFile> {
         path: path.to_path_buf(),
         size,
         metadata: BTreeMap::new(),
+        kv: Vec::new(),
         n_tensors: 0,
         map,
         file,
@@ -206,6 +222,10 @@ fn map_file(path: &Path) -> Result<MappedFile> {
 /// Reads one file of a checkpoint by its content: its tensors and its format's name.
 fn open_part(file: MappedFile) -> Result<(MappedFile, Vec<TensorInfo>, &'static str)> {
     let bytes = file.bytes();
+    if bytes.starts_with(gguf::MAGIC) {
+        let (file, infos) = open_gguf(file)?;
+        return Ok((file, infos, "gguf"));
+    }
     if bytes.starts_with(npy::MAGIC) {
         let (file, info) = open_npy(file)?;
         return Ok((file, vec![info], "npy"));
@@ -246,6 +266,19 @@ fn open_part(file: MappedFile) -> Result<(MappedFile, Vec<TensorInfo>, &'static 
     }
     let (file, infos) = with_metadata(file)?;
     Ok((file, infos, "safetensors"))
+}
+
+/// A GGUF file: its tensors, and its metadata (scalars as text in `metadata`, everything in `kv`).
+fn open_gguf(mut file: MappedFile) -> Result<(MappedFile, Vec<TensorInfo>)> {
+    let header = gguf::parse(&file.path, file.bytes())?;
+    file.metadata = header
+        .metadata
+        .iter()
+        .filter_map(|(k, v)| v.scalar_text().map(|t| (k.clone(), t)))
+        .collect();
+    file.kv = header.metadata;
+    file.n_tensors = header.tensors.len();
+    Ok((file, header.tensors))
 }
 
 fn with_metadata(mut file: MappedFile) -> Result<(MappedFile, Vec<TensorInfo>)> {
@@ -306,6 +339,7 @@ fn open_dir(dir: &Path) -> Result<Checkpoint> {
     let mut shards = Vec::new();
     let mut arrays = Vec::new();
     let mut torch_indexes = Vec::new();
+    let mut ggufs = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let p = entry.map_err(|e| Error::io(dir, e))?.path();
         let name = p
@@ -323,6 +357,8 @@ fn open_dir(dir: &Path) -> Result<Checkpoint> {
             shards.push(p);
         } else if name.ends_with(".npy") && p.is_file() {
             arrays.push(p);
+        } else if name.ends_with(".gguf") && p.is_file() {
+            ggufs.push(p);
         }
     }
     // Hugging Face repositories often hold the same weights as safetensors and as PyTorch files:
@@ -345,6 +381,25 @@ fn open_dir(dir: &Path) -> Result<Checkpoint> {
             let (file, infos, format) = open_part(map_file(&single)?)?;
             return assemble(dir, format, vec![file], vec![infos]);
         }
+    }
+    if shards.is_empty() && indexes.is_empty() && arrays.is_empty() && !ggufs.is_empty() {
+        if let [one] = ggufs.as_slice() {
+            let (file, infos, format) = open_part(map_file(one)?)?;
+            return assemble(dir, format, vec![file], vec![infos]);
+        }
+        ggufs.sort();
+        let names: Vec<String> = ggufs
+            .iter()
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        return Err(Error::UnsupportedFormat {
+            path: dir.to_path_buf(),
+            reason: format!(
+                "the folder holds {} GGUF files ({}) and no safetensors; name the one to use",
+                ggufs.len(),
+                names.join(", ")
+            ),
+        });
     }
     if shards.is_empty() && indexes.is_empty() && !arrays.is_empty() {
         // A folder of NumPy arrays: one tensor per file, named after it.
@@ -374,7 +429,7 @@ fn open_dir(dir: &Path) -> Result<Checkpoint> {
         return Err(Error::UnsupportedFormat {
             path: dir.to_path_buf(),
             reason: format!(
-                "the folder holds no .safetensors file, {PYTORCH_NAME}, index or .npy file"
+                "the folder holds no .safetensors file, {PYTORCH_NAME}, index, .gguf or .npy file"
             ),
         });
     }

@@ -4,8 +4,9 @@
 use crate::checkpoint::{Checkpoint, Tensor};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::format::RowOrder;
 use crate::kernel::{PairStats, ValueStats};
-use crate::stream::{run, Job, Margins, Options, Progress, Source, Summary};
+use crate::stream::{run, HeadPairs, Job, Margins, Options, Progress, Source, Summary};
 
 /// A tensor, its statistics and its sampled values.
 #[derive(Debug, Clone)]
@@ -90,6 +91,20 @@ pub struct PairSpec {
 
 fn source<'a>(ck: &'a Checkpoint, t: &'a Tensor) -> Source<'a> {
     let shape = &t.info.shape;
+    let numel = t.info.numel();
+    let head_pairs = match t.info.rows {
+        RowOrder::Plain => None,
+        RowOrder::HeadPairs { heads } => {
+            let rows = shape.first().copied().unwrap_or(1);
+            let halves = heads
+                .checked_mul(2)
+                .is_some_and(|g| g > 0 && rows.is_multiple_of(g));
+            (rows > 0 && numel > 0 && halves).then(|| HeadPairs {
+                group: rows / heads,
+                row_elems: numel / rows,
+            })
+        }
+    };
     Source {
         bytes: ck.data(t),
         dtype: t.info.dtype,
@@ -100,6 +115,7 @@ fn source<'a>(ck: &'a Checkpoint, t: &'a Tensor) -> Source<'a> {
             0
         },
         transposed: false,
+        head_pairs,
     }
 }
 
@@ -272,18 +288,34 @@ pub fn diff_pairs<'a>(
                     )));
                 }
                 let row_len: u64 = shape_a[1..].iter().product();
-                let cut = |s: Source<'a>, first: u64| -> Source<'a> {
-                    let size = s.dtype.size() as u64;
-                    let (start, len) = (first * row_len * size, rows * row_len * size);
-                    Source {
+                let cut = |s: Source<'a>, first: u64, name: &str| -> Result<Source<'a>> {
+                    // Rows in llama.cpp's Q/K order are regrouped within heads: only whole heads
+                    // can be cut out.
+                    let whole_heads = s.head_pairs.is_none_or(|hp| {
+                        first.is_multiple_of(hp.group) && rows.is_multiple_of(hp.group)
+                    });
+                    let bytes = |n: u64| n.checked_mul(row_len).and_then(|e| s.dtype.nbytes(e));
+                    let (Some(start), Some(len), true) = (bytes(first), bytes(rows), whole_heads)
+                    else {
+                        return Err(Error::InvalidArgument(format!(
+                            "cannot cut rows {first}..+{rows} out of '{name}' ({}, rows stored by heads: {})",
+                            s.dtype,
+                            s.head_pairs.is_some()
+                        )));
+                    };
+                    Ok(Source {
                         bytes: &s.bytes[start as usize..(start + len) as usize],
                         file: s.file.map(|(f, off)| (f, off + start)),
                         ..s
-                    }
+                    })
                 };
                 let mut shape = shape_a.clone();
                 shape[0] = rows;
-                (cut(sa, spec.first_a), cut(sb, spec.first_b), shape)
+                (
+                    cut(sa, spec.first_a, &spec.a)?,
+                    cut(sb, spec.first_b, &spec.b)?,
+                    shape,
+                )
             }
         };
         planned.push((ta, tb, planned_pair));
@@ -433,26 +465,18 @@ pub fn heads(ck: &Checkpoint, names: &[String], k: u64, opts: &Options) -> Resul
         tensors
             .par_iter()
             .map(|t| {
-                let bytes = ck.data(t);
-                let size = t.info.dtype.size();
+                let src = source(ck, t);
                 let rows = t.info.shape[0];
                 let cols: u64 = t.info.shape[1..].iter().product();
                 let (k_cols, k_rows) = (k.min(cols), k.min(rows));
                 let mut row_heads = vec![0.0; (rows * k_cols) as usize];
-                for (r, out) in row_heads.chunks_mut(k_cols.max(1) as usize).enumerate() {
-                    let start = r * (cols as usize) * size;
-                    crate::dtype::decode_into(
-                        t.info.dtype,
-                        &bytes[start..start + out.len() * size],
-                        out,
-                    );
+                if k_cols > 0 {
+                    for (r, out) in row_heads.chunks_mut(k_cols as usize).enumerate() {
+                        src.decode(r as u64 * cols, out);
+                    }
                 }
                 let mut col_heads = vec![0.0; (k_rows * cols) as usize];
-                crate::dtype::decode_into(
-                    t.info.dtype,
-                    &bytes[..col_heads.len() * size],
-                    &mut col_heads,
-                );
+                src.decode(0, &mut col_heads);
                 Heads {
                     name: t.info.name.clone(),
                     rows,

@@ -2,11 +2,16 @@
 //!
 //! Bytes come from files written by others, at offsets that need not be aligned, so every element is
 //! read with `from_le_bytes` over `chunks_exact`; no pointer casts.
+//!
+//! Besides the element types of safetensors, a dtype can be one of ggml's block-quantised formats
+//! (GGUF files): a block of [`DType::block_len`] elements is stored in [`DType::size`] bytes and is
+//! decoded whole (see [`crate::quant`]). Safetensors headers cannot name those: [`DType::parse`]
+//! knows only the safetensors names.
 
 use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 
-/// A tensor element type, as named in safetensors headers.
+/// A tensor element type, as named in safetensors headers, or a ggml block-quantised format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[allow(non_camel_case_types)]
 pub enum DType {
@@ -40,6 +45,28 @@ pub enum DType {
     U8,
     /// Boolean stored as one byte (any non-zero byte reads as 1).
     BOOL,
+    /// ggml Q4_0: blocks of 32 elements in 18 bytes (an f16 scale, 4-bit codes offset by 8).
+    Q4_0,
+    /// ggml Q4_1: blocks of 32 elements in 20 bytes (f16 scale and minimum, 4-bit codes).
+    Q4_1,
+    /// ggml Q5_0: blocks of 32 elements in 22 bytes (f16 scale, 5-bit codes offset by 16).
+    Q5_0,
+    /// ggml Q5_1: blocks of 32 elements in 24 bytes (f16 scale and minimum, 5-bit codes).
+    Q5_1,
+    /// ggml Q8_0: blocks of 32 elements in 34 bytes (an f16 scale, signed 8-bit codes).
+    Q8_0,
+    /// ggml Q2_K: super-blocks of 256 elements in 84 bytes (2-bit codes, 4-bit sub-block scales).
+    Q2_K,
+    /// ggml Q3_K: super-blocks of 256 elements in 110 bytes (3-bit codes, 6-bit sub-block scales).
+    Q3_K,
+    /// ggml Q4_K: super-blocks of 256 elements in 144 bytes (4-bit codes, 6-bit scales and minima).
+    Q4_K,
+    /// ggml Q5_K: super-blocks of 256 elements in 176 bytes (5-bit codes, 6-bit scales and minima).
+    Q5_K,
+    /// ggml Q6_K: super-blocks of 256 elements in 210 bytes (6-bit codes, 8-bit sub-block scales).
+    Q6_K,
+    /// ggml Q8_K: super-blocks of 256 elements in 292 bytes (an f32 scale, signed 8-bit codes).
+    Q8_K,
 }
 
 impl DType {
@@ -62,7 +89,23 @@ impl DType {
         DType::BOOL,
     ];
 
-    /// Parses a safetensors dtype name; `None` when unknown.
+    /// The ggml block-quantised formats modelkin decodes (GGUF files only).
+    pub const QUANTIZED: [DType; 11] = [
+        DType::Q4_0,
+        DType::Q4_1,
+        DType::Q5_0,
+        DType::Q5_1,
+        DType::Q8_0,
+        DType::Q2_K,
+        DType::Q3_K,
+        DType::Q4_K,
+        DType::Q5_K,
+        DType::Q6_K,
+        DType::Q8_K,
+    ];
+
+    /// Parses a safetensors dtype name; `None` when unknown. Only the safetensors names in
+    /// [`DType::ALL`] parse: a header cannot name a block-quantised format.
     pub fn parse(name: &str) -> Option<DType> {
         DType::ALL.iter().copied().find(|d| d.name() == name)
     }
@@ -85,17 +128,72 @@ impl DType {
             DType::U16 => "U16",
             DType::U8 => "U8",
             DType::BOOL => "BOOL",
+            DType::Q4_0 => "Q4_0",
+            DType::Q4_1 => "Q4_1",
+            DType::Q5_0 => "Q5_0",
+            DType::Q5_1 => "Q5_1",
+            DType::Q8_0 => "Q8_0",
+            DType::Q2_K => "Q2_K",
+            DType::Q3_K => "Q3_K",
+            DType::Q4_K => "Q4_K",
+            DType::Q5_K => "Q5_K",
+            DType::Q6_K => "Q6_K",
+            DType::Q8_K => "Q8_K",
         }
     }
 
-    /// Bytes per element.
+    /// Bytes per block: per element for the element types, per block of [`DType::block_len`]
+    /// elements for the block-quantised formats.
     pub fn size(self) -> usize {
         match self {
             DType::F64 | DType::I64 | DType::U64 => 8,
             DType::F32 | DType::I32 | DType::U32 => 4,
             DType::F16 | DType::BF16 | DType::I16 | DType::U16 => 2,
             DType::F8_E4M3 | DType::F8_E5M2 | DType::I8 | DType::U8 | DType::BOOL => 1,
+            DType::Q4_0 => 18,
+            DType::Q4_1 => 20,
+            DType::Q5_0 => 22,
+            DType::Q5_1 => 24,
+            DType::Q8_0 => 34,
+            DType::Q2_K => 84,
+            DType::Q3_K => 110,
+            DType::Q4_K => 144,
+            DType::Q5_K => 176,
+            DType::Q6_K => 210,
+            DType::Q8_K => 292,
         }
+    }
+
+    /// Elements per block: 1 for the element types, 32 or 256 for the block-quantised formats,
+    /// which are only ever decoded a whole block at a time.
+    pub fn block_len(self) -> usize {
+        match self {
+            DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 | DType::Q8_0 => 32,
+            DType::Q2_K | DType::Q3_K | DType::Q4_K | DType::Q5_K | DType::Q6_K | DType::Q8_K => {
+                256
+            }
+            _ => 1,
+        }
+    }
+
+    /// Whether the dtype is a block-quantised format (see [`DType::QUANTIZED`]).
+    pub fn is_quantized(self) -> bool {
+        self.block_len() > 1
+    }
+
+    /// Bytes that `numel` elements occupy; `None` when `numel` is not a whole number of blocks or
+    /// the size does not fit in 64 bits.
+    pub fn nbytes(self, numel: u64) -> Option<u64> {
+        let block = self.block_len() as u64;
+        if !numel.is_multiple_of(block) {
+            return None;
+        }
+        (numel / block).checked_mul(self.size() as u64)
+    }
+
+    /// Elements held by `nbytes` bytes (whole blocks; a partial block is not counted).
+    pub fn numel(self, nbytes: u64) -> u64 {
+        nbytes / self.size() as u64 * self.block_len() as u64
     }
 
     /// Whether `f32` holds every value of the dtype exactly (so decoding goes through `f32`).
@@ -114,12 +212,13 @@ impl DType {
         )
     }
 
-    /// Whether the dtype is a floating-point type (and so may hold NaN or infinities).
+    /// Whether the dtype is a floating-point type (and so may hold NaN or infinities); the
+    /// block-quantised formats decode to floats through floating-point scales, so they are too.
     pub fn is_float(self) -> bool {
         matches!(
             self,
             DType::F64 | DType::F32 | DType::F16 | DType::BF16 | DType::F8_E4M3 | DType::F8_E5M2
-        )
+        ) || self.is_quantized()
     }
 }
 
@@ -176,7 +275,8 @@ const STAGE: usize = 512;
 
 /// Decodes `bytes` (exactly `out.len()` elements of `dtype`, little-endian) into `out`.
 ///
-/// Lengths come from validated headers; a mismatch is a programming error (debug assertion). On
+/// For a block-quantised dtype `out.len()` is a whole number of blocks. Lengths come from
+/// validated headers; a mismatch is a programming error (debug assertion). On
 /// x86-64 an AVX-512 or AVX2 copy is picked at run time: decoding streams every byte of both
 /// checkpoints, so it is as hot as the statistics.
 pub fn decode_into(dtype: DType, bytes: &[u8], out: &mut [f64]) {
@@ -204,7 +304,7 @@ pub fn decode_into(dtype: DType, bytes: &[u8], out: &mut [f64]) {
 
 #[inline(always)]
 fn decode_generic(dtype: DType, bytes: &[u8], out: &mut [f64]) {
-    debug_assert_eq!(bytes.len(), out.len() * dtype.size());
+    debug_assert_eq!(Some(bytes.len() as u64), dtype.nbytes(out.len() as u64));
     macro_rules! le {
         ($t:ty, $n:expr) => {
             for (o, c) in out.iter_mut().zip(bytes.as_chunks::<$n>().0) {
@@ -225,6 +325,17 @@ fn decode_generic(dtype: DType, bytes: &[u8], out: &mut [f64]) {
                 *o = f32::from_bits((u16::from_le_bytes(*c) as u32) << 16) as f64;
             }
         }
+        DType::Q4_0
+        | DType::Q4_1
+        | DType::Q5_0
+        | DType::Q5_1
+        | DType::Q8_0
+        | DType::Q2_K
+        | DType::Q3_K
+        | DType::Q4_K
+        | DType::Q5_K
+        | DType::Q6_K
+        | DType::Q8_K => crate::quant::dequantize(dtype, bytes, out),
         _ => {
             // Other narrow dtypes: through f32, which holds them exactly.
             let mut stage = [0.0f32; STAGE];
@@ -326,7 +437,23 @@ fn decode_f32_generic(dtype: DType, bytes: &[u8], out: &mut [f32]) {
                 *o = (c != 0) as u8 as f32;
             }
         }
-        DType::F64 | DType::F32 | DType::I64 | DType::I32 | DType::U64 | DType::U32 => {
+        DType::F64
+        | DType::F32
+        | DType::I64
+        | DType::I32
+        | DType::U64
+        | DType::U32
+        | DType::Q4_0
+        | DType::Q4_1
+        | DType::Q5_0
+        | DType::Q5_1
+        | DType::Q8_0
+        | DType::Q2_K
+        | DType::Q3_K
+        | DType::Q4_K
+        | DType::Q5_K
+        | DType::Q6_K
+        | DType::Q8_K => {
             // Not reachable through the engine, which sends these to `decode_into`; rounding here
             // keeps the function total.
             let mut wide = vec![0.0f64; out.len()];
@@ -340,8 +467,12 @@ fn decode_f32_generic(dtype: DType, bytes: &[u8], out: &mut [f32]) {
 
 /// Encodes `values` as `dtype` little-endian bytes (rounding to nearest, saturating integers).
 ///
-/// Used by tests and by the built-in example; never on the hot path.
+/// Used by tests and by the built-in example; never on the hot path. Block-quantised formats are
+/// read, never written: for them the result is empty.
 pub fn encode(dtype: DType, values: &[f64]) -> Vec<u8> {
+    if dtype.is_quantized() {
+        return Vec::new();
+    }
     let mut out = Vec::with_capacity(values.len() * dtype.size());
     for &v in values {
         match dtype {
@@ -359,6 +490,7 @@ pub fn encode(dtype: DType, values: &[f64]) -> Vec<u8> {
             DType::U8 => out.push(v as u8),
             DType::BOOL => out.push((v != 0.0) as u8),
             DType::F8_E5M2 | DType::F8_E4M3 => out.push(nearest_fp8(dtype, v)),
+            _ => {}
         }
     }
     out
@@ -394,8 +526,24 @@ mod tests {
     fn names_round_trip() {
         for d in DType::ALL {
             assert_eq!(DType::parse(d.name()), Some(d));
+            assert_eq!((d.block_len(), d.is_quantized()), (1, false));
         }
         assert_eq!(DType::parse("F4"), None);
+    }
+
+    #[test]
+    fn safetensors_names_cannot_name_block_formats() {
+        for d in DType::QUANTIZED {
+            assert_eq!(DType::parse(d.name()), None, "{d}");
+            assert!(d.is_quantized() && !d.fits_f32() && d.is_float());
+            assert_eq!(
+                d.nbytes(d.block_len() as u64 * 3),
+                Some(3 * d.size() as u64)
+            );
+            assert_eq!(d.nbytes(d.block_len() as u64 + 1), None);
+            assert_eq!(d.numel(d.size() as u64 * 2), 2 * d.block_len() as u64);
+        }
+        assert_eq!(DType::Q8_0.nbytes(u64::MAX / 32 * 32), None);
     }
 
     #[test]

@@ -28,11 +28,14 @@ pub enum Error {
         /// What it looks like and why it is refused.
         reason: String,
     },
-    /// The safetensors header (length prefix or JSON) is malformed.
-    #[error("{path}: invalid safetensors header: {reason}")]
+    /// A file's header is malformed (safetensors: length prefix or JSON; GGUF: counts, keys,
+    /// values or the tensor table; .npy: the array description).
+    #[error("{path}: invalid {format} header: {reason}")]
     InvalidHeader {
         /// The file concerned.
         path: PathBuf,
+        /// The file's format, as named in the message ("safetensors", "GGUF", ".npy").
+        format: &'static str,
         /// What is wrong with it.
         reason: String,
     },
@@ -120,8 +123,13 @@ impl Error {
     }
 
     pub(crate) fn header(path: &Path, reason: impl Into<String>) -> Self {
+        Error::header_of(path, "safetensors", reason)
+    }
+
+    pub(crate) fn header_of(path: &Path, format: &'static str, reason: impl Into<String>) -> Self {
         Error::InvalidHeader {
             path: path.to_path_buf(),
+            format,
             reason: reason.into(),
         }
     }

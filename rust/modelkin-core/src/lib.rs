@@ -14,6 +14,7 @@ pub mod error;
 pub mod format;
 pub mod kernel;
 pub mod moments;
+pub mod quant;
 pub mod stream;
 
 pub use checkpoint::Checkpoint;

@@ -4,6 +4,7 @@
 //! Chunk boundaries depend only on the data, never on the thread count, and partial results are
 //! merged sequentially in a fixed order: the numbers are the same with 1 thread or 64.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rayon::prelude::*;
@@ -14,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::kernel::{
     pair_block, pair_block_f32, single_block, single_block_f32, PairStats, ValueStats,
 };
+use crate::quant::QK_K;
 
 /// Elements decoded and reduced at a time (two f64 buffers of this size stay in L1/L2).
 pub const BLOCK: usize = 4096;
@@ -90,6 +92,26 @@ pub fn resolve_threads(threads: Option<usize>) -> Result<usize> {
         .unwrap_or(1))
 }
 
+/// Rows of a source stored in llama.cpp's Q/K order (see [`crate::format::RowOrder::HeadPairs`]),
+/// read back in logical order one row at a time; no copy of the tensor is made. `group` is even and
+/// at least 2, `row_elems` at least 1, and the rows are a whole number of groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadPairs {
+    /// Rows per head: 2h, the two halves of h rows each.
+    pub group: u64,
+    /// Elements per row.
+    pub row_elems: u64,
+}
+
+impl HeadPairs {
+    /// The stored row of logical row `r`: within its head, row s·h + k is stored as 2k + s.
+    pub fn stored_row(&self, r: u64) -> u64 {
+        let half = self.group / 2;
+        let (head, i) = (r / self.group, r % self.group);
+        head * self.group + if i < half { 2 * i } else { 2 * (i - half) + 1 }
+    }
+}
+
 /// Where one side of a job reads its bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct Source<'a> {
@@ -105,64 +127,147 @@ pub struct Source<'a> {
     /// The bytes hold the transpose of the matrix to read (`row_len` columns): element (i, j) is
     /// stored at (j, i). Used for weights that one framework stores transposed (GPT-2's Conv1D).
     pub transposed: bool,
+    /// The rows are stored in llama.cpp's Q/K order and are read back in logical order.
+    pub head_pairs: Option<HeadPairs>,
 }
 
-impl Source<'_> {
-    fn numel(&self) -> u64 {
-        (self.bytes.len() / self.dtype.size()) as u64
+impl<'a> Source<'a> {
+    /// A source over a buffer read as stored: no file, no matrix view, no reordering.
+    pub fn plain(bytes: &'a [u8], dtype: DType) -> Source<'a> {
+        Source {
+            bytes,
+            dtype,
+            file: None,
+            row_len: 0,
+            transposed: false,
+            head_pairs: None,
+        }
     }
 
-    fn range(&self, start: u64, len: u64) -> &[u8] {
-        let s = self.dtype.size();
-        &self.bytes[start as usize * s..(start + len) as usize * s]
+    /// Number of elements.
+    pub fn numel(&self) -> u64 {
+        self.dtype.numel(self.bytes.len() as u64)
     }
 
-    /// Decodes `out.len()` elements starting at element `start` of the matrix this source reads.
-    fn decode(&self, start: u64, out: &mut [f64]) {
-        if !self.transposed || self.row_len == 0 {
-            decode_into(self.dtype, self.range(start, out.len() as u64), out);
+    /// The bytes of stored elements `[start, start + len)`, widened to whole blocks.
+    fn byte_range(&self, start: u64, len: u64) -> Range<usize> {
+        let (block, size) = (self.dtype.block_len() as u64, self.dtype.size() as u64);
+        (start / block * size) as usize..((start + len).div_ceil(block) * size) as usize
+    }
+
+    /// Decodes `out.len()` stored elements from stored element `start`. Element types and whole
+    /// blocks go straight to the decoder; a part of a block decodes the blocks that cover it.
+    fn decode_stored(&self, start: u64, out: &mut [f64]) {
+        let block = self.dtype.block_len();
+        if block == 1 || (start.is_multiple_of(block as u64) && out.len().is_multiple_of(block)) {
+            decode_into(
+                self.dtype,
+                &self.bytes[self.byte_range(start, out.len() as u64)],
+                out,
+            );
             return;
         }
-        let (cols, rows) = (self.row_len, self.numel() / self.row_len);
-        for (k, o) in out.iter_mut().enumerate() {
-            let p = start + k as u64;
-            let stored = (p % cols) * rows + p / cols;
-            decode_into(self.dtype, self.range(stored, 1), std::slice::from_mut(o));
+        let mut stage = [0.0f64; QK_K];
+        let size = self.dtype.size();
+        let end = start + out.len() as u64;
+        let (mut p, mut o) = (start, 0usize);
+        while p < end {
+            let b = p / block as u64;
+            let at = b as usize * size;
+            decode_into(self.dtype, &self.bytes[at..at + size], &mut stage[..block]);
+            let from = (p - b * block as u64) as usize;
+            let n = (block - from).min((end - p) as usize);
+            out[o..o + n].copy_from_slice(&stage[from..from + n]);
+            (p, o) = (p + n as u64, o + n);
         }
     }
 
-    /// Whether [`Source::decode32`] can read this source: values exact in `f32`, stored in order.
+    /// Decodes `out.len()` elements starting at element `start` of the matrix this source reads,
+    /// in logical order (transposed and reordered rows undone).
+    pub fn decode(&self, start: u64, out: &mut [f64]) {
+        let transposed = self.transposed && self.row_len > 0;
+        match (transposed, self.head_pairs) {
+            (false, None) => self.decode_stored(start, out),
+            (false, Some(hp)) => {
+                // Whole rows are contiguous in storage: one decode per row segment.
+                let end = start + out.len() as u64;
+                let mut p = start;
+                while p < end {
+                    let r = p / hp.row_elems;
+                    let seg_end = ((r + 1) * hp.row_elems).min(end);
+                    let at = hp.stored_row(r) * hp.row_elems + (p - r * hp.row_elems);
+                    self.decode_stored(
+                        at,
+                        &mut out[(p - start) as usize..(seg_end - start) as usize],
+                    );
+                    p = seg_end;
+                }
+            }
+            (true, hp) => {
+                let (cols, rows) = (self.row_len, self.numel() / self.row_len);
+                for (k, o) in out.iter_mut().enumerate() {
+                    let p = start + k as u64;
+                    let mut q = (p % cols) * rows + p / cols;
+                    if let Some(hp) = hp {
+                        let r = q / hp.row_elems;
+                        q = hp.stored_row(r) * hp.row_elems + (q - r * hp.row_elems);
+                    }
+                    self.decode_stored(q, std::slice::from_mut(o));
+                }
+            }
+        }
+    }
+
+    /// The bytes holding logical elements `[start, start + len)` (whole blocks; for reordered rows,
+    /// the whole heads that hold them), for paging hints; `None` for a transposed source.
+    fn span(&self, start: u64, len: u64) -> Option<Range<usize>> {
+        if self.transposed {
+            return None;
+        }
+        match self.head_pairs {
+            None => Some(self.byte_range(start, len)),
+            Some(hp) => {
+                let heads = hp.group * hp.row_elems;
+                let lo = start / heads * heads;
+                let hi = (start + len)
+                    .div_ceil(heads)
+                    .saturating_mul(heads)
+                    .min(self.numel());
+                Some(self.byte_range(lo, hi.saturating_sub(lo)))
+            }
+        }
+    }
+
+    /// Whether [`Source::decode32`] can read this source: values exact in `f32`, one per stored
+    /// element, stored in order.
     fn narrow(&self) -> bool {
-        self.dtype.fits_f32() && !(self.transposed && self.row_len > 0)
+        self.dtype.fits_f32()
+            && self.dtype.block_len() == 1
+            && !(self.transposed && self.row_len > 0)
+            && self.head_pairs.is_none()
     }
 
     /// [`Source::decode`] into `f32`, for sources where [`Source::narrow`] holds.
     fn decode32(&self, start: u64, out: &mut [f32]) {
-        decode_f32(self.dtype, self.range(start, out.len() as u64), out);
+        let bytes = &self.bytes[self.byte_range(start, out.len() as u64)];
+        decode_f32(self.dtype, bytes, out);
     }
 
     /// The bytes a contiguous range of elements occupies, when they are contiguous in storage.
     fn stored(&self, start: u64, len: u64) -> Option<&[u8]> {
-        (!self.transposed).then(|| self.range(start, len))
+        (!self.transposed && self.head_pairs.is_none())
+            .then(|| &self.bytes[self.byte_range(start, len)])
     }
 
     fn prefault(&self, start: u64, len: u64) {
-        if self.transposed {
-            return;
-        }
-        if let Some((file, off)) = self.file {
-            let s = self.dtype.size() as u64;
-            file.prefault(off + start * s, len * s);
+        if let (Some(r), Some((file, off))) = (self.span(start, len), self.file) {
+            file.prefault(off + r.start as u64, r.len() as u64);
         }
     }
 
     fn release(&self, start: u64, len: u64) {
-        if self.transposed {
-            return;
-        }
-        if let Some((file, off)) = self.file {
-            let s = self.dtype.size() as u64;
-            file.release(off + start * s, len * s);
+        if let (Some(r), Some((file, off))) = (self.span(start, len), self.file) {
+            file.release(off + r.start as u64, r.len() as u64);
         }
     }
 }
@@ -367,7 +472,9 @@ struct Item {
 }
 
 fn plan(jobs: &[Job], chunk: u64) -> Vec<Item> {
-    let chunk = chunk.max(BLOCK as u64);
+    // A whole number of blocks, so that every chunk and every block in it starts at a multiple of
+    // any block-quantised format's block length (32 or 256, which divide BLOCK).
+    let chunk = chunk.max(BLOCK as u64).next_multiple_of(BLOCK as u64);
     let mut items = Vec::new();
     for (j, job) in jobs.iter().enumerate() {
         let n = job.numel();
@@ -536,6 +643,11 @@ fn prefetch(bytes: Option<&[u8]>) {
     let _ = bytes;
 }
 
+/// The bytes of a job that an item covers (a block-quantised element is a fraction of a byte).
+fn bytes_of(job: &Job, item: &Item) -> u64 {
+    (job.bytes() as u128 * item.len as u128 / job.numel().max(1) as u128) as u64
+}
+
 fn empty_summary(job: &Job) -> Summary {
     match job {
         Job::Single(_) | Job::Sample(_) => Summary::Single(ValueStats::default(), Vec::new()),
@@ -579,8 +691,9 @@ pub fn run(jobs: &[Job], opts: &Options, progress: &Progress) -> Result<Vec<Summ
                 let job = &jobs[item.job];
                 job.check_files()?;
                 let out = run_item(job, item, opts, scratch);
-                let per = job.bytes() / job.numel().max(1);
-                progress.done.fetch_add(per * item.len, Ordering::Relaxed);
+                progress
+                    .done
+                    .fetch_add(bytes_of(job, item), Ordering::Relaxed);
                 Ok(out)
             })
             .collect::<Result<Vec<_>>>()
@@ -628,7 +741,7 @@ pub fn read_only(jobs: &[Job], opts: &Options, progress: &Progress) -> Result<u6
         .fetch_add(jobs.iter().map(Job::bytes).sum(), Ordering::Relaxed);
     let touch = |src: &Source, item: &Item| -> u64 {
         src.prefault(item.start, item.len);
-        let bytes = src.range(item.start, item.len);
+        let bytes = &src.bytes[src.span(item.start, item.len).unwrap_or(0..0)];
         let words = bytes.chunks_exact(8);
         let tail: u64 = words.remainder().iter().map(|&b| b as u64).sum();
         let sum = words.fold(tail, |acc, w| {
@@ -652,8 +765,9 @@ pub fn read_only(jobs: &[Job], opts: &Options, progress: &Progress) -> Result<u6
                     Job::Single(x) | Job::Sample(x) => touch(x, item),
                     Job::Pair(a, b) => touch(a, item).wrapping_add(touch(b, item)),
                 };
-                let per = job.bytes() / job.numel().max(1);
-                progress.done.fetch_add(per * item.len, Ordering::Relaxed);
+                progress
+                    .done
+                    .fetch_add(bytes_of(job, item), Ordering::Relaxed);
                 Ok(s)
             })
             .collect::<Result<Vec<_>>>()
@@ -667,13 +781,7 @@ mod tests {
     use crate::dtype::encode;
 
     fn src(bytes: &[u8], dtype: DType) -> Source<'_> {
-        Source {
-            bytes,
-            dtype,
-            file: None,
-            row_len: 0,
-            transposed: false,
-        }
+        Source::plain(bytes, dtype)
     }
 
     #[test]
@@ -770,6 +878,119 @@ mod tests {
                 (m.cols_b[c] - want).abs() < 1e-9 * want.abs().max(1.0),
                 "col {c}"
             );
+        }
+    }
+
+    /// Q4_K blocks with valid scales and pseudo-random codes, and their values decoded in one go.
+    fn q4_k_tensor(blocks: usize) -> (Vec<u8>, Vec<f64>) {
+        let mut bytes = Vec::with_capacity(blocks * 144);
+        for b in 0..blocks {
+            bytes.extend(half::f16::from_f32(0.01 + b as f32 * 1e-4).to_le_bytes());
+            bytes.extend(half::f16::from_f32(0.003).to_le_bytes());
+            bytes.extend((0..12).map(|i| (i * 37 + b * 11) as u8));
+            bytes.extend((0..128).map(|i| splitmix64((b * 128 + i) as u64) as u8));
+        }
+        let mut values = vec![0.0; blocks * 256];
+        decode_into(DType::Q4_K, &bytes, &mut values);
+        (bytes, values)
+    }
+
+    #[test]
+    fn block_quantised_sources_read_any_range_single_elements_and_pairs() {
+        let (bytes, values) = q4_k_tensor(40);
+        let x = src(&bytes, DType::Q4_K);
+        assert_eq!(x.numel(), 40 * 256);
+        for (start, len) in [(0, 256), (3, 1), (255, 2), (300, 1000), (10_000, 240)] {
+            let mut out = vec![0.0; len];
+            x.decode(start, &mut out);
+            assert_eq!(
+                out,
+                values[start as usize..start as usize + len],
+                "{start}+{len}"
+            );
+        }
+        let wide = encode(DType::F64, &values);
+        let jobs = [
+            Job::Sample(x),
+            Job::Pair(x, src(&wide, DType::F64)),
+            Job::Single(x),
+        ];
+        let opts = Options {
+            threads: Some(2),
+            chunk: 5000, // rounded up to whole blocks
+            sample_size: 300,
+            ..Options::default()
+        };
+        let out = run(&jobs, &opts, &Progress::default()).unwrap();
+        let want: Vec<f64> = sample_positions(x.numel(), 300)
+            .into_iter()
+            .map(|p| values[p as usize])
+            .collect();
+        let Summary::Single(_, sample) = &out[0] else {
+            panic!("single expected")
+        };
+        assert_eq!(sample, &want);
+        let Summary::Pair(p, sa, sb, _) = &out[1] else {
+            panic!("pair expected")
+        };
+        assert_eq!((p.equal, sa, sb), (values.len() as u64, &want, &want));
+        let Summary::Single(v, _) = &out[2] else {
+            panic!("single expected")
+        };
+        let mean = values.iter().sum::<f64>() / values.len() as f64;
+        assert!((v.moments.mean - mean).abs() < 1e-12);
+    }
+
+    #[test]
+    fn head_pair_rows_are_read_in_logical_order() {
+        // 2 heads of 2 × 3 rows, 32 columns (one Q8_0 block per row); logical row r holds r.
+        let (rows, cols) = (12u64, 32u64);
+        let hp = HeadPairs {
+            group: 6,
+            row_elems: cols,
+        };
+        let mut stored = vec![0.0; (rows * cols) as usize];
+        for r in 0..rows {
+            let g = hp.stored_row(r) as usize;
+            for c in 0..cols as usize {
+                stored[g * cols as usize + c] = r as f64 + c as f64 / 8.0;
+            }
+        }
+        assert_eq!(
+            (0..6).map(|r| hp.stored_row(r)).collect::<Vec<_>>(),
+            [0, 2, 4, 1, 3, 5]
+        );
+        let mut q8 = Vec::new();
+        for row in stored.chunks(32) {
+            q8.extend(half::f16::from_f32(0.125).to_le_bytes());
+            q8.extend(row.iter().map(|v| (v / 0.125).round() as i8 as u8));
+        }
+        for bytes_dtype in [(encode(DType::F32, &stored), DType::F32), (q8, DType::Q8_0)] {
+            let x = Source {
+                row_len: cols,
+                head_pairs: Some(hp),
+                ..src(&bytes_dtype.0, bytes_dtype.1)
+            };
+            let mut all = vec![0.0; (rows * cols) as usize];
+            x.decode(0, &mut all);
+            for (i, v) in all.iter().enumerate() {
+                assert_eq!(
+                    *v,
+                    (i as u64 / cols) as f64 + (i as u64 % cols) as f64 / 8.0
+                );
+            }
+            let mut part = vec![0.0; 40];
+            x.decode(5 * cols + 30, &mut part);
+            assert_eq!(part, all[(5 * cols + 30) as usize..][..40]);
+            // Read transposed: element (i, j) of the transpose is logical (j, i).
+            let t = Source {
+                row_len: rows,
+                transposed: true,
+                ..x
+            };
+            let mut tr = vec![0.0; (rows * cols) as usize];
+            t.decode(0, &mut tr);
+            assert_eq!(tr[(3 * rows + 7) as usize], all[(7 * cols + 3) as usize]);
         }
     }
 

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use modelkin_core::diff::{Mismatch, PairRecord, TensorRecord};
+use modelkin_core::format::gguf::{Array, Value};
 use modelkin_core::kernel::{PairStats, ValueStats};
 use modelkin_core::moments::Moments;
 use modelkin_core::stream::{Job, Source, Summary};
@@ -279,6 +280,66 @@ fn open_checkpoint<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, PyDi
     checkpoint_dict(py, &ck)
 }
 
+fn gguf_value<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match v {
+        Value::U8(x) => x.into_pyobject(py)?.into_any(),
+        Value::I8(x) => x.into_pyobject(py)?.into_any(),
+        Value::U16(x) => x.into_pyobject(py)?.into_any(),
+        Value::I16(x) => x.into_pyobject(py)?.into_any(),
+        Value::U32(x) => x.into_pyobject(py)?.into_any(),
+        Value::I32(x) => x.into_pyobject(py)?.into_any(),
+        Value::U64(x) => x.into_pyobject(py)?.into_any(),
+        Value::I64(x) => x.into_pyobject(py)?.into_any(),
+        Value::F32(x) => x.into_pyobject(py)?.into_any(),
+        Value::F64(x) => x.into_pyobject(py)?.into_any(),
+        Value::Bool(x) => x.into_pyobject(py)?.to_owned().into_any(),
+        Value::Str(x) => x.into_pyobject(py)?.into_any(),
+        Value::Array(a) => gguf_array(py, a)?.into_any(),
+    })
+}
+
+fn gguf_array<'py>(py: Python<'py>, a: &Array) -> PyResult<Bound<'py, PyList>> {
+    match a {
+        Array::U8(v) => PyList::new(py, v),
+        Array::I8(v) => PyList::new(py, v),
+        Array::U16(v) => PyList::new(py, v),
+        Array::I16(v) => PyList::new(py, v),
+        Array::U32(v) => PyList::new(py, v),
+        Array::I32(v) => PyList::new(py, v),
+        Array::U64(v) => PyList::new(py, v),
+        Array::I64(v) => PyList::new(py, v),
+        Array::F32(v) => PyList::new(py, v),
+        Array::F64(v) => PyList::new(py, v),
+        Array::Bool(v) => PyList::new(py, v),
+        Array::Str(v) => PyList::new(py, v),
+        Array::Array(v) => {
+            let l = PyList::empty(py);
+            for x in v {
+                l.append(gguf_array(py, x)?)?;
+            }
+            Ok(l)
+        }
+        // `gguf_metadata` reads with every array kept; nothing is skipped there.
+        Array::Skipped { .. } => Ok(PyList::empty(py)),
+    }
+}
+
+/// The key/value metadata of a GGUF checkpoint (a `.gguf` file or a folder holding one), with
+/// Python types: int, float, bool, str, and lists for arrays (nested where they nest). `None` when
+/// the checkpoint is not a GGUF file.
+#[pyfunction]
+fn gguf_metadata<'py>(py: Python<'py>, path: &str) -> PyResult<Option<Bound<'py, PyDict>>> {
+    let kv = enter(py, None, |_| open_ck(path)?.gguf_metadata())?;
+    let Some(kv) = kv else {
+        return Ok(None);
+    };
+    let d = PyDict::new(py);
+    for (k, v) in &kv {
+        d.set_item(k, gguf_value(py, v)?)?;
+    }
+    Ok(Some(d))
+}
+
 /// Streams one checkpoint; returns its summary and per-tensor statistics and sampled values.
 #[pyfunction]
 #[pyo3(signature = (path, threads=None, progress=None, sample_size=0))]
@@ -382,22 +443,7 @@ fn pair_stats<'py>(
         )));
     }
     let opts = options(threads, sample_size);
-    let job = Job::Pair(
-        Source {
-            bytes: xa,
-            dtype: da,
-            file: None,
-            row_len: 0,
-            transposed: false,
-        },
-        Source {
-            bytes: xb,
-            dtype: db,
-            file: None,
-            row_len: 0,
-            transposed: false,
-        },
-    );
+    let job = Job::Pair(Source::plain(xa, da), Source::plain(xb, db));
     let out = enter(py, None, |p| modelkin_core::stream::run(&[job], &opts, p))?;
     match out.into_iter().next() {
         Some(Summary::Pair(stats, sa, sb, _)) => pair_dict(py, &stats, sa, sb),
@@ -539,6 +585,7 @@ fn _modelkin(m: &Bound<'_, PyModule>) -> PyResult<()> {
         DType::ALL.iter().map(|d| d.name()).collect::<Vec<_>>(),
     )?;
     m.add_function(wrap_pyfunction!(open_checkpoint, m)?)?;
+    m.add_function(wrap_pyfunction!(gguf_metadata, m)?)?;
     m.add_function(wrap_pyfunction!(inspect, m)?)?;
     m.add_function(wrap_pyfunction!(diff, m)?)?;
     m.add_function(wrap_pyfunction!(diff_pairs, m)?)?;

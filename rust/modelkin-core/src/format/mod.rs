@@ -1,9 +1,10 @@
 //! File formats modelkin reads. Each format validates everything it reads from a file before any
 //! tensor data is touched, and describes tensors as [`TensorInfo`] over a memory-mapped file.
 //!
-//! safetensors, NumPy `.npy` and `.npz`, and PyTorch zip checkpoints (`torch.save` since 1.6, read
-//! through a zip reader and a restricted pickle reader that never executes anything).
+//! safetensors, GGUF (llama.cpp), NumPy `.npy` and `.npz`, and PyTorch zip checkpoints (`torch.save`
+//! since 1.6, read through a zip reader and a restricted pickle reader that never executes anything).
 
+pub mod gguf;
 pub mod npy;
 pub mod npz;
 pub mod pickle;
@@ -13,6 +14,22 @@ pub mod zip;
 
 use crate::dtype::DType;
 
+/// How a tensor's rows are stored relative to the logical order modelkin presents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RowOrder {
+    /// Row i is stored as row i.
+    #[default]
+    Plain,
+    /// The rotary layout llama.cpp gives Q and K projections: the rows form `heads` groups (one
+    /// per attention head) of 2h rows, and within a group logical row s·h + k (s ∈ {0, 1}, k < h)
+    /// is stored as row 2k + s. This undoes the row permutation of llama.cpp's Hugging Face → GGUF
+    /// converter, so that the logical tensor is the Hugging Face one.
+    HeadPairs {
+        /// Number of heads (row groups).
+        heads: u64,
+    },
+}
+
 /// Where one tensor's bytes are, as validated from its file's header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorInfo {
@@ -20,30 +37,39 @@ pub struct TensorInfo {
     pub name: String,
     /// Element type.
     pub dtype: DType,
-    /// Shape (an empty shape is a scalar with one element).
+    /// Shape, row-major (an empty shape is a scalar with one element).
     pub shape: Vec<u64>,
     /// Byte offset of the first element from the start of the file.
     pub offset: u64,
-    /// Byte length (elements × dtype size; checked).
+    /// Byte length (elements × dtype size, or blocks × block size; checked).
     pub nbytes: u64,
+    /// How the rows (first dimension) are stored.
+    pub rows: RowOrder,
 }
 
 impl TensorInfo {
     /// Number of elements.
     pub fn numel(&self) -> u64 {
-        self.nbytes / self.dtype.size() as u64
+        self.dtype.numel(self.nbytes)
     }
 }
 
 /// Bytes a tensor of `shape` and `dtype` occupies, with checked arithmetic (file data is untrusted);
-/// the error says which product overflowed.
+/// the error says which product overflowed, or that the elements are not whole blocks of a
+/// block-quantised dtype.
 pub fn checked_nbytes(shape: &[u64], dtype: DType) -> Result<u64, String> {
     let numel = shape
         .iter()
         .try_fold(1u64, |acc, &d| acc.checked_mul(d))
         .ok_or_else(|| format!("shape {shape:?} has more elements than fit in 64 bits"))?;
-    numel
-        .checked_mul(dtype.size() as u64)
+    if !numel.is_multiple_of(dtype.block_len() as u64) {
+        return Err(format!(
+            "shape {shape:?} holds {numel} elements, not a whole number of {dtype} blocks of {}",
+            dtype.block_len()
+        ));
+    }
+    dtype
+        .nbytes(numel)
         .ok_or_else(|| format!("shape {shape:?} of {dtype} is larger than 2^64 bytes"))
 }
 
@@ -54,9 +80,7 @@ const LEGACY_TORCH: &[u8] = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x
 /// Sniffs a file's first bytes for formats modelkin does not read, so the user is told what the
 /// file looks like instead of a confusing header error.
 pub fn sniff_unsupported(head: &[u8]) -> Option<&'static str> {
-    if head.starts_with(b"GGUF") {
-        Some("this is a GGUF file; modelkin reads safetensors checkpoints")
-    } else if head.starts_with(LEGACY_TORCH) {
+    if head.starts_with(LEGACY_TORCH) {
         Some(
             "this is a PyTorch checkpoint in the legacy format (a raw pickle, written before \
              PyTorch 1.6 or with _use_new_zipfile_serialization=False); modelkin never unpickles \
@@ -68,7 +92,9 @@ pub fn sniff_unsupported(head: &[u8]) -> Option<&'static str> {
              safetensors)",
         )
     } else if head.starts_with(b"\x89HDF") {
-        Some("this is an HDF5 file; modelkin reads safetensors checkpoints")
+        Some(
+            "this is an HDF5 file; modelkin reads safetensors, GGUF, PyTorch and NumPy checkpoints",
+        )
     } else {
         None
     }
@@ -87,7 +113,7 @@ mod tests {
         assert!(sniff_unsupported(b"\x80\x04\x95")
             .unwrap()
             .contains("never unpickles"));
-        assert!(sniff_unsupported(b"GGUF\x03").is_some());
+        assert!(sniff_unsupported(b"GGUF\x03").is_none()); // read by format::gguf
         assert!(sniff_unsupported(b"PK\x03\x04").is_none());
     }
 }

@@ -117,6 +117,7 @@ pub(crate) fn parse_in(
         shape,
         offset: end as u64,
         nbytes,
+        rows: super::RowOrder::Plain,
     })
 }
 

@@ -65,6 +65,15 @@ impl<'de> serde::Deserialize<'de> for Entries {
 /// `path` is used for messages only.
 pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
     let file_len = bytes.len() as u64;
+    if bytes.starts_with(super::gguf::MAGIC) {
+        // Reached for a file among others (a folder's shards, an index): GGUF files are read on
+        // their own.
+        return Err(Error::UnsupportedFormat {
+            path: path.to_path_buf(),
+            reason: "this is a GGUF file, not a safetensors file; open the GGUF file on its own"
+                .into(),
+        });
+    }
     if file_len < 8 {
         return Err(match super::sniff_unsupported(bytes) {
             Some(what) => Error::UnsupportedFormat {
@@ -227,6 +236,7 @@ fn parse_entry(
         shape,
         offset: data_start + begin,
         nbytes,
+        rows: super::RowOrder::Plain,
     })
 }
 

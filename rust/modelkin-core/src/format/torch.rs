@@ -175,6 +175,7 @@ pub fn parse(path: &Path, bytes: &[u8], archive: &Archive) -> Result<Vec<TensorI
             shape: t.size,
             offset: entry.data_offset + start.unwrap_or(0),
             nbytes,
+            rows: super::RowOrder::Plain,
         });
     }
     Ok(out)
