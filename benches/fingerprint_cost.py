@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import sys
 import tempfile
@@ -20,6 +21,7 @@ from pathlib import Path
 import modelkin
 from bench_diff import (
     NOISE_SIGMA,
+    VOCAB,
     LlamaShape,
     data_folder,
     pair_is_current,
@@ -60,12 +62,23 @@ def run_size(size: float, data: Path, keep: bool, repeat: int, seed: int) -> lis
     start = time.perf_counter()
     res = modelkin.compare_fingerprints(fa, fb)
     t_compare = time.perf_counter() - start
+    # The same with a tokenizer of VOCAB tokens beside the weights: token-keyed rows of the embedding
+    # and of the (untied) LM head.
+    tok = data / "tokenizer.json"
+    tok.write_text(json.dumps({"model": {"type": "BPE", "vocab": {f"t{i}": i for i in range(VOCAB)}}}))
+    try:
+        t_tokens = best(lambda: modelkin.fingerprint(a, hash_files=False), repeat)
+        with tempfile.TemporaryDirectory() as tmp:
+            tokens_bytes = modelkin.fingerprint(a).save(Path(tmp) / "a.mkfp").stat().st_size
+    finally:
+        tok.unlink()
     return [
         f"{size:g}B ({shape.params / 1e9:.2f}B, {len(specs)} tensors)",
         f"{size_bytes / 1e6:.2f} MB",
         f"{size_bytes / len(specs) / 1024:.1f} KiB",
         f"{t_plain:.2f} s",
         f"{t_hashed:.2f} s",
+        f"{tokens_bytes / 1e6:.2f} MB, {t_tokens:.2f} s",
         f"{t_compare:.2f} s",
         res.verdict.sentence,
     ]
@@ -93,12 +106,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{os.cpu_count()} cores · modelkin {modelkin.__version__} · `{' '.join(['python', *sys.argv])}`",
         "",
         "Llama-shaped bf16 pairs (b = a + N(0, 1.4e-3²)), warm page cache, best of the timed runs. "
-        "*fingerprint*: one streaming pass (statistics, 2 048 samples per tensor with their row and "
-        "column means); *+ SHA-256*: also hashing every file; *compare*: `compare_fingerprints` of the "
-        "two fingerprints.",
+        "*fingerprint*: one streaming pass (format `modelkin.fingerprint/2`: statistics, 2 048 samples "
+        "per tensor with their row and column means, the tensor's content digest (SHA-256 of its 1 MiB "
+        "pieces) and the sorted row and column norms of matrices at 128 quantiles; no tokenizer, so "
+        "no token-keyed rows); *+ SHA-256*: also hashing every file; *with a tokenizer*: size and "
+        f"time (no file hashes) with a `tokenizer.json` of {VOCAB:,} tokens beside the weights, so "
+        "that the embedding and the untied LM head keep 8 columns of every token's row (16 bytes per "
+        "token per matrix, 8 per token for the keys); *compare*: `compare_fingerprints` of the two "
+        "fingerprints.",
         "",
         *table(
-            ["pair", "fingerprint size", "per tensor", "fingerprint", "+ SHA-256", "compare", "verdict"],
+            [
+                "pair",
+                "fingerprint size",
+                "per tensor",
+                "fingerprint",
+                "+ SHA-256",
+                "with a tokenizer",
+                "compare",
+                "verdict",
+            ],
             rows,
             text=1,
         ),

@@ -231,7 +231,8 @@ class PrintCost:
     n_tensors: int
     checkpoint_bytes: int
     stored_bytes: int  # the registry's blob (safetensors file with its JSON header)
-    matrix_bytes: list[int]  # array bytes per matrix: float32 sample + float16 row and column means
+    matrix_bytes: list[int]  # array bytes per matrix: float32 sample, float16 row and column means,
+    # float32 row and column norm quantiles (format 2)
     vector_bytes: list[int]  # array bytes per 1-D tensor: float32 sample
 
 
@@ -284,7 +285,14 @@ def register(
         seconds = time.perf_counter() - t0
         entry = registry.add(fp, m.name)
         matrices = [
-            4 * t.sample.size + 2 * (t.row_mean.size + t.col_mean.size)
+            4 * t.sample.size
+            + 2 * (t.row_mean.size + t.col_mean.size)
+            + (
+                4 * (t.row_norms.size + t.col_norms.size)
+                if t.row_norms is not None and t.col_norms is not None
+                else 0
+            )
+            + (2 * t.token_values.size if t.token_values is not None else 0)
             for t in fp.tensors
             if t.row_mean is not None and t.col_mean is not None
         ]
@@ -784,8 +792,10 @@ def cost_section(run: Run) -> list[str]:
             "",
             f"Fingerprints of the {len(p)} registered models ({c0.n_params:,} parameters, {c0.n_tensors} "
             f"tensors, {c0.checkpoint_bytes / 2**20:.2f} MiB float32 safetensors each). *stored*: the "
-            "registry's blob (a safetensors file: float32 samples, float16 row and column means of matrices, "
-            "statistics and file hashes in its JSON header).",
+            "registry's blob (a safetensors file, format `modelkin.fingerprint/2`: float32 samples, "
+            "float16 row and column means and float32 sorted row and column norms (≤ 128 quantiles "
+            "each) of matrices; statistics, tensor digests and file hashes in its JSON header; no "
+            "tokenizer, so no token-keyed rows).",
             "",
         ]
         out += table(

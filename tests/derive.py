@@ -194,7 +194,9 @@ def neurons_permuted(
                 size = v.shape[0] if k.endswith(("gate_proj.weight", "up_proj.weight")) else v.shape[1]
                 perms[i] = rng.permutation(size)
             p = perms[i]
-            w = v[:, p] if k.endswith("down_proj.weight") else v[p, :]
+            # C order: numpy leaves v[:, p] in Fortran order, which safetensors' numpy writer would
+            # store as the bytes of the transpose.
+            w = np.ascontiguousarray(v[:, p] if k.endswith("down_proj.weight") else v[p, :])
         out[k] = w
     return noised(out, sigma, seed + 1), perms
 

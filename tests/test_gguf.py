@@ -647,3 +647,19 @@ def test_hand_built_malformed_gguf_headers_never_crash(tmp_path_factory, data):
     path = tmp_path_factory.mktemp("gguf-headers") / "built.gguf"
     path.write_bytes(data)
     read_all(path)
+
+
+def test_fingerprint_digests_of_block_formats_cover_their_stored_bytes(tmp_path):
+    # A Q8_0 tensor of 2²¹ elements spans two engine chunks and two 1 MiB pieces of 34-byte blocks;
+    # its digest is the format's SHA-256 over piece digests of exactly the stored bytes.
+    import hashlib
+
+    x = np.random.default_rng(5).normal(0, 0.02, (1024, 2048)).astype(np.float32)
+    raw = gguf.quants.quantize(x, Q.Q8_0)
+    path = write_tensors(tmp_path / "q.gguf", {"w": (raw, Q.Q8_0)})
+    data = raw.tobytes()
+    piece = 1 << 20
+    pieces = b"".join(hashlib.sha256(data[i : i + piece]).digest() for i in range(0, len(data), piece))
+    want = hashlib.sha256(pieces).hexdigest()
+    assert modelkin.fingerprint(path, threads=1)["w"].digest == want
+    assert modelkin.fingerprint(path, threads=2)["w"].digest == want

@@ -9,9 +9,11 @@ import numpy.typing as npt
 __all__ = [
     "DTYPES",
     "__version__",
+    "columns",
     "default_threads",
     "diff",
     "diff_pairs",
+    "fingerprint",
     "gguf_metadata",
     "heads",
     "inspect",
@@ -80,6 +82,22 @@ def heads(
     path: str, names: list[str], k: int = 64, threads: int | None = None
 ) -> dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]]:
     """The first `k` columns of every row and the first `k` rows of each named matrix."""
+
+def fingerprint(
+    path: str,
+    threads: int | None = None,
+    progress: Callable[[int, int], object] | None = None,
+    sample_size: int = 2048,
+    quantiles: int = 128,
+) -> dict[str, Any]:
+    """Streams one checkpoint once and returns what a fingerprint keeps of every tensor: statistics,
+    sampled values, content digest (hex) and, for matrices, the row and column means at the sampled
+    positions and the sorted row and column L2 norms at `quantiles` levels."""
+
+def columns(
+    path: str, names: list[str], cols: list[int], threads: int | None = None
+) -> dict[str, npt.NDArray[np.float64]]:
+    """The values at columns `cols` of every row of each named matrix (rows × len(cols) arrays)."""
 
 def read_pair(a: str, b: str, threads: int | None = None) -> int:
     """Reads every tensor byte of two checkpoints without statistics; returns a checksum."""

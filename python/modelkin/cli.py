@@ -25,7 +25,7 @@ from .cli_behavior import add_behavior_parser, run_behavior
 from .compare import CompareResult, compare
 from .diff import DiffResult, InspectResult, diff, inspect, json_safe
 from .errors import ModelkinError
-from .fingerprint import fingerprint
+from .fingerprint import FORMAT, fingerprint
 from .registry import Registry
 
 __all__ = ["main"]
@@ -241,6 +241,8 @@ def _print_compare(res: CompareResult, out: Console, top: int) -> None:
         out.print(f"\n[bold]Config and tokenizer[/] ({res.metadata.strength}): {res.metadata.sentence}")
     if res.behavior is not None:
         out.print(f"[bold]Behaviour[/]: {res.behavior.sentence}")
+    if res.profiles is not None:
+        out.print(f"[bold]Per-layer profiles[/] (descriptive): {res.profiles.sentence}")
     al = res.alignment
     methods: dict[str, int] = {}
     for p in al.pairs:
@@ -333,6 +335,7 @@ def _run_registry(args: argparse.Namespace, out: Console) -> int:
             "name": args.name,
             "source": fp.source,
             "created": fp.created,
+            "format": f"modelkin.fingerprint/{fp.version}",
             "sample_size": fp.sample_size,
             "checkpoint": fp.checkpoint.to_dict(),
             "files": list(fp.files),
@@ -364,11 +367,28 @@ def _run(args: argparse.Namespace) -> int:
         fp = fingerprint(args.path, threads=args.threads, progress=progress, sample_size=args.sample_size)
         path = fp.save(args.output)
         size = path.stat().st_size
+        keyed = sum(t.token_values is not None for t in fp.tensors)
         if args.json:
-            print(json.dumps({"output": str(path), "bytes": size, "tensors": len(fp.tensors)}))
+            print(
+                json.dumps(
+                    {
+                        "output": str(path),
+                        "bytes": size,
+                        "tensors": len(fp.tensors),
+                        "format": FORMAT,
+                        "token_keyed": keyed,
+                    }
+                )
+            )
         else:
+            tokens = (
+                f"; {keyed} token-keyed matrices over {fp.tokens.ids.size:,} tokens"
+                if fp.tokens is not None
+                else "; no tokenizer found, no token-keyed rows"
+            )
             out.print(
-                f"wrote {path} ({size:,} bytes, {len(fp.tensors)} tensors, {fp.sample_size} values each)"
+                f"wrote {path} ({size:,} bytes, {FORMAT}, {len(fp.tensors)} tensors, {fp.sample_size} values "
+                f"each{tokens})"
             )
         return 0
     if args.command == "compare":

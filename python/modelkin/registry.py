@@ -3,7 +3,8 @@
 The registry is one SQLite file holding each fingerprint's bytes with a name and a few columns for
 listing. ``identify`` screens every entry cheaply first (name-aligned matrices, correlation of the
 row/column-centred samples) and runs the full fingerprint comparison only on the entries that pass the
-screen or share no tensor name with the suspect.
+screen, share no tensor name with the suspect, or hold a learnt matrix whose content digest equals
+one of the suspect's.
 """
 
 from __future__ import annotations
@@ -173,9 +174,13 @@ class Registry:
             sizes = {fp.sample_size for _, fp in entries} or {2048}
             fs = fingerprint(suspect, threads=threads, sample_size=min(sizes))
         matches = []
+        digests = _learnt_digests(fs)
         for name, fp in entries:
             screen = _screen(fp, fs)
-            if screen is not None and screen > KIN_LOG10_P / 2:
+            # A learnt matrix bit-identical to one of the suspect's is never screened out, whatever
+            # the name-aligned matrices say (e.g. one layer copied under another layer's name).
+            shared = not digests.isdisjoint(_learnt_digests(fp))
+            if screen is not None and screen > KIN_LOG10_P / 2 and not shared:
                 matches.append(
                     Match(
                         name,
@@ -199,6 +204,16 @@ class Registry:
             )
         matches.sort(key=lambda m: (not m.related, m.log10_p if math.isfinite(m.log10_p) else 0.0))
         return matches[:top] if top > 0 else matches
+
+
+def _learnt_digests(fp: Fingerprint) -> set[str]:
+    """Content digests of the learnt matrices that are not constant (constant ones, e.g. zeros, are
+    bit-identical in unrelated models)."""
+    return {
+        t.digest
+        for t in fp.tensors
+        if t.digest and learnt_matrix(t.name, t.shape) and t.stats.min < t.stats.max
+    }
 
 
 def _screen(a: Fingerprint, b: Fingerprint) -> float | None:

@@ -71,7 +71,7 @@ class Verdict:
     renamed: int = 0  # aligned pairs whose names differ
     layers_dropped: tuple[int, ...] = ()  # A's layers with no counterpart in B
     layers_added: tuple[int, ...] = ()
-    vocab_rows: tuple[int, int] | None = None  # (rows in A, rows in B) of a resized embedding
+    vocab_rows: tuple[int, int] | None = None  # (rows in A, rows in B) of a resized or reordered embedding
     permuted_layers: tuple[int, ...] = ()  # layers whose MLP hidden units B holds in another order
     shared: tuple[str, ...] = ()  # where B keeps A's weights: "layer 3", "model.embed_tokens.weight", …
     replaced: tuple[str, ...] = ()  # where B's learnt matrices are unrelated to A's
@@ -105,7 +105,9 @@ class Verdict:
             extra.append(f"layers {list(self.layers_dropped)} of A dropped")
         if self.layers_added:
             extra.append(f"layers {list(self.layers_added)} of B not in A")
-        if self.vocab_rows:
+        if self.vocab_rows and self.vocab_rows[0] == self.vocab_rows[1]:
+            extra.append(f"vocabulary reordered ({self.vocab_rows[0]} rows)")
+        elif self.vocab_rows:
             extra.append(f"vocabulary resized {self.vocab_rows[0]} → {self.vocab_rows[1]} rows")
         if self.permuted_layers:
             extra.append(f"MLP hidden units permuted in layers {list(self.permuted_layers)}")

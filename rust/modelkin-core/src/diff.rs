@@ -89,7 +89,7 @@ pub struct PairSpec {
     pub transpose_b: bool,
 }
 
-fn source<'a>(ck: &'a Checkpoint, t: &'a Tensor) -> Source<'a> {
+pub(crate) fn source<'a>(ck: &'a Checkpoint, t: &'a Tensor) -> Source<'a> {
     let shape = &t.info.shape;
     let numel = t.info.numel();
     let head_pairs = match t.info.rows {
@@ -382,7 +382,7 @@ fn per_tensor<'a>(
         .collect())
 }
 
-fn find<'a>(ck: &'a Checkpoint, name: &str) -> Result<&'a Tensor> {
+pub(crate) fn find<'a>(ck: &'a Checkpoint, name: &str) -> Result<&'a Tensor> {
     ck.get(name)
         .ok_or_else(|| Error::InvalidArgument(format!("{}: no tensor '{name}'", ck.path.display())))
 }

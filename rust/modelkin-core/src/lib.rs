@@ -3,7 +3,8 @@
 //!
 //! The pipeline is open ([`checkpoint::Checkpoint::open`] maps and validates the files) → plan
 //! (tensor pairs matched by name, cut into chunks) → stream ([`stream::run`], rayon over chunks,
-//! merged in a fixed order) → summaries (plain structs of moments, extremes and samples).
+//! merged in a fixed order) → summaries (plain structs of moments, extremes and samples). [`print`]
+//! gathers what a fingerprint keeps of one checkpoint in the same kind of pass.
 //! Nothing here knows about Python.
 #![deny(missing_docs)]
 
@@ -14,6 +15,7 @@ pub mod error;
 pub mod format;
 pub mod kernel;
 pub mod moments;
+pub mod print;
 pub mod quant;
 pub mod stream;
 
@@ -24,4 +26,5 @@ pub use diff::{
 };
 pub use dtype::DType;
 pub use error::{Error, Result};
+pub use print::{columns, fingerprint, Columns, MatrixPrint, PrintRecord};
 pub use stream::{Options, Progress};

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::kernel::{
     pair_block, pair_block_f32, single_block, single_block_f32, PairStats, ValueStats,
 };
+use crate::print::{piece_digest, PIECE};
 use crate::quant::QK_K;
 
 /// Elements decoded and reduced at a time (two f64 buffers of this size stay in L1/L2).
@@ -281,13 +282,17 @@ pub enum Job<'a> {
     Pair(Source<'a>, Source<'a>),
     /// Only the values at the sample positions: reads a few thousand elements, not the tensor.
     Sample(Source<'a>),
+    /// What a fingerprint keeps of one tensor (see [`PrintPart`]): the statistics and sample of
+    /// [`Job::Single`], the row and column sums and sums of squares of a matrix (when its
+    /// `row_len` is set and at most [`MAX_MARGIN_COLS`]), and the digests of its byte pieces.
+    Print(Source<'a>),
 }
 
 impl Job<'_> {
     /// The mapped files this job reads, checked to be as they were when mapped.
     fn check_files(&self) -> Result<()> {
         let sources: &[&Source] = match self {
-            Job::Single(x) | Job::Sample(x) => &[x],
+            Job::Single(x) | Job::Sample(x) | Job::Print(x) => &[x],
             Job::Pair(a, b) => &[a, b],
         };
         for s in sources {
@@ -300,14 +305,14 @@ impl Job<'_> {
 
     fn numel(&self) -> u64 {
         match self {
-            Job::Single(x) | Job::Sample(x) => x.numel(),
+            Job::Single(x) | Job::Sample(x) | Job::Print(x) => x.numel(),
             Job::Pair(a, _) => a.numel(),
         }
     }
 
     fn bytes(&self) -> u64 {
         match self {
-            Job::Single(x) | Job::Sample(x) => x.bytes.len() as u64,
+            Job::Single(x) | Job::Sample(x) | Job::Print(x) => x.bytes.len() as u64,
             Job::Pair(a, b) => (a.bytes.len() + b.bytes.len()) as u64,
         }
     }
@@ -323,6 +328,134 @@ pub enum Summary {
     /// Result of a [`Job::Pair`], the sampled values of a and of b (same positions), and the
     /// row and column sums when they were asked for.
     Pair(PairStats, Vec<f64>, Vec<f64>, Option<Margins>),
+    /// Result of a [`Job::Print`].
+    Print(Box<PrintPart>),
+}
+
+/// What a [`Job::Print`] gathers from one tensor.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PrintPart {
+    /// Statistics of the values.
+    pub stats: ValueStats,
+    /// Values at the sample positions.
+    pub sample: Vec<f64>,
+    /// Row and column sums and sums of squares, for matrices.
+    pub axes: Option<AxisSums>,
+    /// SHA-256 of each [`PIECE`]-byte piece of the tensor's bytes, in order (the last piece may be
+    /// shorter). A work item hashes the pieces that *start* in its byte range, reading past its end
+    /// to finish the last one, so the list depends only on the bytes, never on chunking or threads.
+    pub pieces: Vec<[u8; 32]>,
+}
+
+/// Row and column sums and sums of squares of one matrix (a tensor viewed as rows of `row_len`
+/// elements): its row and column means, and the L2 norms of its rows and columns.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AxisSums {
+    /// Index of the first row summed in `row_sum` / `row_sq`.
+    pub first_row: u64,
+    /// Σx over each row.
+    pub row_sum: Vec<f64>,
+    /// Σx² over each row.
+    pub row_sq: Vec<f64>,
+    /// Σx over each column.
+    pub col_sum: Vec<f64>,
+    /// Σx² over each column.
+    pub col_sq: Vec<f64>,
+}
+
+/// Calls `f(row, first column, i0, i1)` for each piece of the block `[pos, pos + n)` that lies in
+/// one row of `row_len` elements: elements `i0..i1` of the block, starting at that column.
+fn row_segments(pos: u64, n: usize, row_len: u64, mut f: impl FnMut(u64, usize, usize, usize)) {
+    let end = pos + n as u64;
+    let mut p = pos;
+    while p < end {
+        let r = p / row_len;
+        let seg_end = ((r + 1) * row_len).min(end);
+        f(
+            r,
+            (p - r * row_len) as usize,
+            (p - pos) as usize,
+            (seg_end - pos) as usize,
+        );
+        p = seg_end;
+    }
+}
+
+/// Σx² in `f64` with eight independent partial sums (see [`lane_sum`]).
+fn lane_sum_sq<T: Copy + Into<f64>>(x: &[T]) -> f64 {
+    let (chunks, rest) = x.as_chunks::<8>();
+    let mut acc = [0.0f64; 8];
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            let v: f64 = v.into();
+            *a += v * v;
+        }
+    }
+    acc.iter().sum::<f64>()
+        + rest
+            .iter()
+            .map(|&v| {
+                let v: f64 = v.into();
+                v * v
+            })
+            .sum::<f64>()
+}
+
+impl AxisSums {
+    fn new(start: u64, len: u64, row_len: u64) -> AxisSums {
+        let first_row = start / row_len;
+        let rows = ((start + len - 1) / row_len - first_row + 1) as usize;
+        AxisSums {
+            first_row,
+            row_sum: vec![0.0; rows],
+            row_sq: vec![0.0; rows],
+            col_sum: vec![0.0; row_len as usize],
+            col_sq: vec![0.0; row_len as usize],
+        }
+    }
+
+    /// Adds a block of values starting at element `pos`.
+    fn add<T: Copy + Into<f64>>(&mut self, pos: u64, x: &[T]) {
+        let row_len = self.col_sum.len() as u64;
+        row_segments(pos, x.len(), row_len, |r, c0, i0, i1| {
+            let x = &x[i0..i1];
+            let ri = (r - self.first_row) as usize;
+            self.row_sum[ri] += lane_sum(x);
+            self.row_sq[ri] += lane_sum_sq(x);
+            let cols = c0..c0 + x.len();
+            for ((c, q), &v) in self.col_sum[cols.clone()]
+                .iter_mut()
+                .zip(&mut self.col_sq[cols])
+                .zip(x)
+            {
+                let v: f64 = v.into();
+                *c += v;
+                *q += v * v;
+            }
+        });
+    }
+
+    /// Appends the sums of the next part of the same tensor.
+    fn merge(&mut self, o: AxisSums) {
+        for (c, v) in self.col_sum.iter_mut().zip(&o.col_sum) {
+            *c += v;
+        }
+        for (c, v) in self.col_sq.iter_mut().zip(&o.col_sq) {
+            *c += v;
+        }
+        let next = self.first_row + self.row_sum.len() as u64;
+        for (k, (s, q)) in o.row_sum.into_iter().zip(o.row_sq).enumerate() {
+            let r = o.first_row + k as u64;
+            if r < next {
+                let i = (r - self.first_row) as usize;
+                self.row_sum[i] += s;
+                self.row_sq[i] += q;
+            } else {
+                self.row_sum.push(s);
+                self.row_sq.push(q);
+            }
+        }
+    }
 }
 
 /// Row and column sums of the two tensors of a pair, viewed as matrices of `row_len` columns: what
@@ -370,13 +503,7 @@ impl Margins {
     /// Adds a block of values starting at element `pos`.
     fn add<T: Copy + Into<f64>>(&mut self, pos: u64, xa: &[T], xb: &[T]) {
         let row_len = self.cols_a.len() as u64;
-        let end = pos + xa.len() as u64;
-        let mut p = pos;
-        while p < end {
-            let r = p / row_len;
-            let seg_end = ((r + 1) * row_len).min(end);
-            let (i0, i1) = ((p - pos) as usize, (seg_end - pos) as usize);
-            let c0 = (p - r * row_len) as usize;
+        row_segments(pos, xa.len(), row_len, |r, c0, i0, i1| {
             let ri = (r - self.first_row) as usize;
             for (rows, cols, x) in [
                 (&mut self.rows_a, &mut self.cols_a, &xa[i0..i1]),
@@ -387,8 +514,7 @@ impl Margins {
                     *c += v.into();
                 }
             }
-            p = seg_end;
-        }
+        });
     }
 
     /// Appends the sums of the next part of the same tensor.
@@ -567,6 +693,59 @@ fn run_item(job: &Job, item: &Item, opts: &Options, scratch: &mut Scratch) -> Su
             x.release(item.start, item.len);
             Summary::Single(acc, sample)
         }
+        Job::Print(x) => {
+            // The pieces that start in this item's bytes, hashed first: this pulls the bytes into
+            // cache for the statistics below.
+            // Byte offsets of the item's elements (whole blocks for block-quantised types).
+            let span = x.byte_range(item.start, item.len);
+            let (lo, hi, total) = (span.start as u64, span.end as u64, x.bytes.len() as u64);
+            let pieces = (lo.div_ceil(PIECE)..hi.div_ceil(PIECE))
+                .map(|k| {
+                    piece_digest(
+                        &x.bytes[(k * PIECE) as usize..total.min((k + 1) * PIECE) as usize],
+                    )
+                })
+                .collect();
+            x.prefault(item.start, item.len);
+            let sampler = Sampler::new(x.numel(), sample_size);
+            let mut acc = ValueStats::default();
+            let mut sample = Vec::new();
+            let mut axes = (x.row_len > 0 && x.row_len <= MAX_MARGIN_COLS)
+                .then(|| AxisSums::new(item.start, item.len, x.row_len));
+            let narrow = x.narrow();
+            for (pos, n) in blocks {
+                let v = decode_block(x, pos, n as usize, wa, na, narrow);
+                let next = (BLOCK as u64).min(end.saturating_sub(pos + n));
+                prefetch(x.stored(pos + n, next));
+                sample.extend(
+                    sampler
+                        .positions(pos, pos + n)
+                        .map(|p| v.get((p - pos) as usize)),
+                );
+                let block = match v {
+                    Values::Wide(v) => {
+                        if let Some(m) = axes.as_mut() {
+                            m.add(pos, v);
+                        }
+                        single_block(v)
+                    }
+                    Values::Narrow(v) => {
+                        if let Some(m) = axes.as_mut() {
+                            m.add(pos, v);
+                        }
+                        single_block_f32(v)
+                    }
+                };
+                acc = acc.merge(&block);
+            }
+            x.release(item.start, item.len);
+            Summary::Print(Box::new(PrintPart {
+                stats: acc,
+                sample,
+                axes,
+                pieces,
+            }))
+        }
         Job::Sample(x) => {
             let sampler = Sampler::new(x.numel(), sample_size);
             let mut one = [0.0f64];
@@ -652,6 +831,7 @@ fn empty_summary(job: &Job) -> Summary {
     match job {
         Job::Single(_) | Job::Sample(_) => Summary::Single(ValueStats::default(), Vec::new()),
         Job::Pair(..) => Summary::Pair(PairStats::default(), Vec::new(), Vec::new(), None),
+        Job::Print(_) => Summary::Print(Box::default()),
     }
 }
 
@@ -725,6 +905,25 @@ pub fn run(jobs: &[Job], opts: &Options, progress: &Progress) -> Result<Vec<Summ
                 };
                 Summary::Pair(acc.merge(&p), sa, sb, margins)
             }
+            (Summary::Print(mut acc), Summary::Print(part)) => {
+                let PrintPart {
+                    stats,
+                    sample,
+                    axes,
+                    pieces,
+                } = *part;
+                acc.stats = acc.stats.merge(&stats);
+                acc.sample.extend(sample);
+                acc.pieces.extend(pieces);
+                acc.axes = match (acc.axes.take(), axes) {
+                    (Some(mut m), Some(o)) => {
+                        m.merge(o);
+                        Some(m)
+                    }
+                    (m, o) => m.or(o),
+                };
+                Summary::Print(acc)
+            }
             _ => unreachable!("a job's items all have the job's kind"),
         };
     }
@@ -762,7 +961,7 @@ pub fn read_only(jobs: &[Job], opts: &Options, progress: &Progress) -> Result<u6
                 let job = &jobs[item.job];
                 job.check_files()?;
                 let s = match job {
-                    Job::Single(x) | Job::Sample(x) => touch(x, item),
+                    Job::Single(x) | Job::Sample(x) | Job::Print(x) => touch(x, item),
                     Job::Pair(a, b) => touch(a, item).wrapping_add(touch(b, item)),
                 };
                 progress

@@ -531,6 +531,72 @@ fn sample_values<'py>(
     tensors_dict(py, &ck, &records)
 }
 
+/// Streams one checkpoint once and returns what a fingerprint keeps of every tensor: statistics,
+/// sampled values, content digest (hex) and, for matrices, the row and column means at the sampled
+/// positions and the sorted row and column L2 norms at `quantiles` levels.
+#[pyfunction]
+#[pyo3(signature = (path, threads=None, progress=None, sample_size=2048, quantiles=128))]
+fn fingerprint<'py>(
+    py: Python<'py>,
+    path: &str,
+    threads: Option<usize>,
+    progress: Option<&Bound<'py, PyAny>>,
+    sample_size: usize,
+    quantiles: usize,
+) -> PyResult<Bound<'py, PyDict>> {
+    let opts = options(threads, sample_size);
+    let (ck, records) = enter(py, progress, |p| {
+        let ck = open_ck(path)?;
+        let records = modelkin_core::fingerprint(&ck, &opts, p, quantiles)?;
+        Ok((ck, records))
+    })?;
+    let d = PyDict::new(py);
+    d.set_item("checkpoint", checkpoint_dict(py, &ck)?)?;
+    let list = PyList::empty(py);
+    for r in records {
+        let td = PyDict::new(py);
+        td.set_item("name", &r.name)?;
+        td.set_item("dtype", r.dtype.name())?;
+        td.set_item("shape", r.shape.clone())?;
+        td.set_item("stats", values_dict(py, &r.stats)?)?;
+        td.set_item("sample", PyArray1::from_vec(py, r.sample))?;
+        let hex: String = r.digest.iter().map(|b| format!("{b:02x}")).collect();
+        td.set_item("digest", hex)?;
+        if let Some(m) = r.matrix {
+            td.set_item("row_mean", PyArray1::from_vec(py, m.row_mean))?;
+            td.set_item("col_mean", PyArray1::from_vec(py, m.col_mean))?;
+            td.set_item("row_norms", PyArray1::from_vec(py, m.row_norms))?;
+            td.set_item("col_norms", PyArray1::from_vec(py, m.col_norms))?;
+        }
+        list.append(td)?;
+    }
+    d.set_item("tensors", list)?;
+    Ok(d)
+}
+
+/// The values at columns `cols` of every row of each named matrix (rows × len(cols) arrays).
+#[pyfunction]
+#[pyo3(signature = (path, names, cols, threads=None))]
+fn columns<'py>(
+    py: Python<'py>,
+    path: &str,
+    names: Vec<String>,
+    cols: Vec<u64>,
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let opts = options(threads, 0);
+    let found = enter(py, None, |_| {
+        let ck = open_ck(path)?;
+        modelkin_core::columns(&ck, &names, &cols, &opts)
+    })?;
+    let d = PyDict::new(py);
+    for c in found {
+        let values = PyArray1::from_vec(py, c.values).reshape([c.rows as usize, cols.len()])?;
+        d.set_item(c.name, values)?;
+    }
+    Ok(d)
+}
+
 /// The first `k` columns of every row and the first `k` rows of each named matrix.
 #[pyfunction]
 #[pyo3(signature = (path, names, k=64, threads=None))]
@@ -591,6 +657,8 @@ fn _modelkin(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(diff_pairs, m)?)?;
     m.add_function(wrap_pyfunction!(sample_values, m)?)?;
     m.add_function(wrap_pyfunction!(heads, m)?)?;
+    m.add_function(wrap_pyfunction!(fingerprint, m)?)?;
+    m.add_function(wrap_pyfunction!(columns, m)?)?;
     m.add_function(wrap_pyfunction!(pair_stats, m)?)?;
     m.add_function(wrap_pyfunction!(read_pair, m)?)?;
     m.add_function(wrap_pyfunction!(default_threads, m)?)?;

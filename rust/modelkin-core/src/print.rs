@@ -1,0 +1,389 @@
+//! What a fingerprint keeps of each tensor, gathered in one streaming pass ([`fingerprint`]), and the
+//! values at fixed columns of chosen matrices ([`columns`]).
+//!
+//! Per tensor: the statistics of its values, its values at the sample positions and a content
+//! digest; per matrix also the means of the row and of the column of each sampled position, and the
+//! sorted L2 norms of its rows and of its columns at a fixed number of quantiles (a summary that
+//! does not change when hidden units, i.e. rows or columns, are permuted).
+//!
+//! **Content digest.** The tensor's bytes, as stored, are cut into pieces of [`PIECE`] bytes (the
+//! last one shorter); the digest is the SHA-256 of the concatenated SHA-256 digests of the pieces
+//! (32 bytes each, in order). An empty tensor has the SHA-256 of no bytes. The pieces are fixed by
+//! the bytes alone, so the digest does not depend on the thread count or on how the pass is cut into
+//! work items, and any SHA-256 implementation can recompute it:
+//!
+//! ```text
+//! sha256(b"".join(sha256(data[i:i + 2**20]).digest() for i in range(0, len(data), 2**20)))
+//! ```
+
+use sha2::{Digest, Sha256};
+
+use crate::checkpoint::Checkpoint;
+use crate::diff::{find, source};
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::kernel::ValueStats;
+use crate::stream::{run, sample_positions, AxisSums, Job, Options, Progress, Summary};
+
+/// Bytes per piece of a content digest.
+pub const PIECE: u64 = 1 << 20;
+
+/// Quantiles kept of a matrix's sorted row norms and of its sorted column norms by default.
+pub const DEFAULT_QUANTILES: usize = 128;
+
+/// Most values [`columns`] returns for one matrix (bounds its memory).
+pub const MAX_COLUMN_VALUES: u64 = 1 << 28;
+
+/// SHA-256 of one piece.
+pub fn piece_digest(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// The content digest from the digests of a tensor's pieces, in order.
+pub fn combine(pieces: &[[u8; 32]]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for p in pieces {
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+/// The content digest of a tensor's bytes, computed in one go (the reference for the streamed one).
+pub fn content_digest(bytes: &[u8]) -> [u8; 32] {
+    let pieces: Vec<[u8; 32]> = bytes.chunks(PIECE as usize).map(piece_digest).collect();
+    combine(&pieces)
+}
+
+/// `k` quantiles of `values` (sorted in place, NaN last) at evenly spaced levels from 0 to 1, with
+/// linear interpolation between order statistics (numpy's default); all the values, sorted, when
+/// there are at most `k` of them.
+pub fn quantiles(values: &mut [f64], k: usize) -> Vec<f64> {
+    values.sort_by(|a, b| a.total_cmp(b));
+    let n = values.len();
+    if n <= k {
+        return values.to_vec();
+    }
+    if k == 1 {
+        return vec![values[0]];
+    }
+    (0..k)
+        .map(|i| {
+            let h = (n - 1) as f64 * i as f64 / (k - 1) as f64;
+            let lo = (h.floor() as usize).min(n - 1);
+            let hi = (lo + 1).min(n - 1);
+            let (a, b) = (values[lo], values[hi]);
+            if a == b {
+                a
+            } else {
+                a + (h - lo as f64) * (b - a)
+            }
+        })
+        .collect()
+}
+
+/// The matrix part of a [`PrintRecord`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatrixPrint {
+    /// Rows (the first dimension).
+    pub rows: u64,
+    /// Elements per row (the trailing dimensions flattened).
+    pub row_len: u64,
+    /// Mean of the row of each sampled position.
+    pub row_mean: Vec<f64>,
+    /// Mean of the column of each sampled position.
+    pub col_mean: Vec<f64>,
+    /// L2 norms of the rows, sorted, at [`quantiles`] (NaN or ∞ for rows holding NaN or ∞).
+    pub row_norms: Vec<f64>,
+    /// L2 norms of the columns, sorted, at [`quantiles`].
+    pub col_norms: Vec<f64>,
+}
+
+/// What a fingerprint keeps of one tensor.
+#[derive(Debug, Clone)]
+pub struct PrintRecord {
+    /// Tensor name.
+    pub name: String,
+    /// Element type.
+    pub dtype: DType,
+    /// Shape.
+    pub shape: Vec<u64>,
+    /// Statistics of its values.
+    pub stats: ValueStats,
+    /// Values at the sample positions ([`sample_positions`]).
+    pub sample: Vec<f64>,
+    /// Content digest (see the module documentation).
+    pub digest: [u8; 32],
+    /// For tensors of two or more dimensions whose rows are at most
+    /// [`crate::stream::MAX_MARGIN_COLS`] long.
+    pub matrix: Option<MatrixPrint>,
+}
+
+fn matrix_print(
+    axes: AxisSums,
+    rows: u64,
+    row_len: u64,
+    sample_len: usize,
+    sample_size: usize,
+    k: usize,
+) -> Option<MatrixPrint> {
+    if axes.first_row != 0 || axes.row_sum.len() as u64 != rows || rows == 0 || row_len == 0 {
+        return None;
+    }
+    let positions = sample_positions(rows * row_len, sample_size);
+    if positions.len() != sample_len {
+        return None;
+    }
+    let (r, c) = (row_len as f64, rows as f64);
+    let row_mean = positions
+        .iter()
+        .map(|&p| axes.row_sum[(p / row_len) as usize] / r)
+        .collect();
+    let col_mean = positions
+        .iter()
+        .map(|&p| axes.col_sum[(p % row_len) as usize] / c)
+        .collect();
+    let norm = |v: Vec<f64>| -> Vec<f64> {
+        let mut v: Vec<f64> = v.into_iter().map(|q| q.max(0.0).sqrt()).collect();
+        quantiles(&mut v, k)
+    };
+    Some(MatrixPrint {
+        rows,
+        row_len,
+        row_mean,
+        col_mean,
+        row_norms: norm(axes.row_sq),
+        col_norms: norm(axes.col_sq),
+    })
+}
+
+/// Streams every tensor of `ck` once and returns what a fingerprint keeps of it, with `quantiles`
+/// row and column norm quantiles per matrix.
+pub fn fingerprint(
+    ck: &Checkpoint,
+    opts: &Options,
+    progress: &Progress,
+    quantiles: usize,
+) -> Result<Vec<PrintRecord>> {
+    if quantiles == 0 {
+        return Err(Error::InvalidArgument(
+            "at least one norm quantile must be kept".into(),
+        ));
+    }
+    let jobs: Vec<Job> = ck
+        .tensors
+        .iter()
+        .map(|t| Job::Print(source(ck, t)))
+        .collect();
+    let results = run(&jobs, opts, progress)?;
+    Ok(ck
+        .tensors
+        .iter()
+        .zip(results)
+        .map(|(t, s)| {
+            let part = match s {
+                Summary::Print(p) => *p,
+                _ => unreachable!("print jobs give print summaries"),
+            };
+            let shape = &t.info.shape;
+            let matrix = match (shape.len() >= 2, part.axes) {
+                (true, Some(axes)) => {
+                    let row_len: u64 = shape[1..].iter().product();
+                    matrix_print(
+                        axes,
+                        shape[0],
+                        row_len,
+                        part.sample.len(),
+                        opts.sample_size,
+                        quantiles,
+                    )
+                }
+                _ => None,
+            };
+            PrintRecord {
+                name: t.info.name.clone(),
+                dtype: t.info.dtype,
+                shape: shape.clone(),
+                stats: part.stats,
+                sample: part.sample,
+                digest: combine(&part.pieces),
+                matrix,
+            }
+        })
+        .collect())
+}
+
+/// Values of one matrix at fixed columns of every row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Columns {
+    /// Tensor name.
+    pub name: String,
+    /// Rows of the matrix.
+    pub rows: u64,
+    /// `rows × columns.len()` values, row by row.
+    pub values: Vec<f64>,
+}
+
+/// Reads the values at `cols` (column indices of the matrix viewed as rows of its trailing
+/// dimensions flattened) of every row of each named matrix.
+pub fn columns(
+    ck: &Checkpoint,
+    names: &[String],
+    cols: &[u64],
+    opts: &Options,
+) -> Result<Vec<Columns>> {
+    use rayon::prelude::*;
+    let tensors = names
+        .iter()
+        .map(|n| find(ck, n))
+        .collect::<Result<Vec<_>>>()?;
+    for t in &tensors {
+        let shape = &t.info.shape;
+        if shape.len() < 2 {
+            return Err(Error::InvalidArgument(format!(
+                "tensor '{}' of shape {shape:?} is not a matrix",
+                t.info.name
+            )));
+        }
+        let row_len: u64 = shape[1..].iter().product();
+        if let Some(c) = cols.iter().find(|&&c| c >= row_len) {
+            return Err(Error::InvalidArgument(format!(
+                "tensor '{}' of shape {shape:?} has no column {c}",
+                t.info.name
+            )));
+        }
+        if shape[0].saturating_mul(cols.len() as u64) > MAX_COLUMN_VALUES {
+            return Err(Error::InvalidArgument(format!(
+                "tensor '{}' of shape {shape:?} is too large to read {} columns of",
+                t.info.name,
+                cols.len()
+            )));
+        }
+    }
+    let threads = crate::stream::resolve_threads(opts.threads)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| {
+            Error::InvalidArgument(format!("cannot start {threads} worker threads: {e}"))
+        })?;
+    Ok(pool.install(|| {
+        tensors
+            .par_iter()
+            .map(|t| {
+                let bytes = ck.data(t);
+                let size = t.info.dtype.size();
+                let rows = t.info.shape[0];
+                let row_len: u64 = t.info.shape[1..].iter().product();
+                let mut values = vec![0.0; rows as usize * cols.len()];
+                for (r, out) in values.chunks_mut(cols.len().max(1)).enumerate() {
+                    for (o, &c) in out.iter_mut().zip(cols) {
+                        let at = (r * row_len as usize + c as usize) * size;
+                        crate::dtype::decode_into(
+                            t.info.dtype,
+                            &bytes[at..at + size],
+                            std::slice::from_mut(o),
+                        );
+                    }
+                }
+                Columns {
+                    name: t.info.name.clone(),
+                    rows,
+                    values,
+                }
+            })
+            .collect()
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dtype::encode;
+    use crate::stream::{PrintPart, Source};
+
+    fn print_of(bytes: &[u8], dtype: DType, row_len: u64, threads: usize, chunk: u64) -> PrintPart {
+        let src = Source {
+            row_len,
+            ..Source::plain(bytes, dtype)
+        };
+        let opts = Options {
+            threads: Some(threads),
+            chunk,
+            ..Options::default()
+        };
+        match run(&[Job::Print(src)], &opts, &Progress::default())
+            .unwrap()
+            .pop()
+        {
+            Some(Summary::Print(p)) => *p,
+            _ => panic!("print summary expected"),
+        }
+    }
+
+    #[test]
+    fn the_streamed_digest_is_the_one_of_the_whole_bytes_whatever_the_chunking() {
+        // 700k bf16 values: 1.4 MB, two pieces, the second one short; chunks that split pieces.
+        let x: Vec<f64> = (0..700_001u64)
+            .map(|i| ((i * 7919 % 2003) as f64) * 1e-3)
+            .collect();
+        let bytes = encode(DType::BF16, &x);
+        let want = content_digest(&bytes);
+        for (threads, chunk) in [(1, 1 << 20), (2, 4096), (3, 100_000), (2, 1 << 22)] {
+            let p = print_of(&bytes, DType::BF16, 0, threads, chunk);
+            assert_eq!(p.pieces.len(), 2);
+            assert_eq!(combine(&p.pieces), want, "threads {threads}, chunk {chunk}");
+        }
+        // One piece: the SHA-256 of the piece's digest, not of the bytes.
+        let small = encode(DType::F32, &[1.0, 2.0, 3.0]);
+        assert_eq!(
+            content_digest(&small),
+            <[u8; 32]>::from(Sha256::digest(Sha256::digest(&small)))
+        );
+        assert_eq!(content_digest(&[]), <[u8; 32]>::from(Sha256::digest(b"")));
+    }
+
+    #[test]
+    fn row_and_column_squares_survive_chunks_that_split_rows() {
+        let (rows, cols) = (301usize, 77usize);
+        let a: Vec<f64> = (0..rows * cols)
+            .map(|i| (((i * 7919 % 1009) as f64 - 500.0) * 0.01) as f32 as f64)
+            .collect();
+        let bytes = encode(DType::F32, &a);
+        let one = print_of(&bytes, DType::F32, cols as u64, 1, 4096);
+        assert_eq!(one, print_of(&bytes, DType::F32, cols as u64, 2, 4096));
+        let m = one.axes.expect("axes");
+        assert_eq!((m.row_sq.len(), m.col_sq.len()), (rows, cols));
+        for r in [0, 53, 300] {
+            let row = &a[r * cols..(r + 1) * cols];
+            let sq: f64 = row.iter().map(|v| v * v).sum();
+            assert!((m.row_sq[r] - sq).abs() < 1e-9 * sq, "row {r}");
+            let s: f64 = row.iter().sum();
+            assert!(
+                (m.row_sum[r] - s).abs() < 1e-9 * s.abs().max(1.0),
+                "row {r}"
+            );
+        }
+        for c in [0, 40, 76] {
+            let sq: f64 = (0..rows).map(|r| a[r * cols + c].powi(2)).sum();
+            assert!((m.col_sq[c] - sq).abs() < 1e-9 * sq, "col {c}");
+        }
+    }
+
+    #[test]
+    fn quantiles_interpolate_like_numpy() {
+        let mut v: Vec<f64> = (0..10).rev().map(|i| i as f64).collect();
+        assert_eq!(
+            quantiles(&mut v.clone(), 20),
+            (0..10).map(|i| i as f64).collect::<Vec<_>>()
+        );
+        // numpy.quantile(range(10), [0, 1/3, 2/3, 1]) = [0, 3, 6, 9]
+        assert_eq!(quantiles(&mut v, 4), vec![0.0, 3.0, 6.0, 9.0]);
+        let mut w = vec![0.0, 1.0, 10.0];
+        // numpy.quantile([0, 1, 10], [0, 0.5, 1]) with k = 2 levels: [0, 10]
+        assert_eq!(quantiles(&mut w, 2), vec![0.0, 10.0]);
+        let mut u = vec![0.0, 1.0, 2.0, 3.0, 4.0];
+        // levels 0, 1/3, 2/3, 1 of 5 values: h = 0, 4/3, 8/3, 4
+        let q = quantiles(&mut u, 4);
+        assert!((q[1] - 4.0 / 3.0).abs() < 1e-12 && (q[2] - 8.0 / 3.0).abs() < 1e-12);
+    }
+}
