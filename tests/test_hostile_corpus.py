@@ -15,7 +15,7 @@ from torch_files import write_torch_zip
 CORPUS = Path(__file__).parent / "corpus"
 #: Corpus folders whose files are whole checkpoint files (the other targets' inputs are fragments
 #: such as headers without data, which still must fail cleanly when opened as files).
-TARGETS = ("open_and_read", "safetensors_header", "npy_header", "torch_zip")
+TARGETS = ("open_and_read", "safetensors_header", "npy_header", "torch_zip", "gguf")
 
 
 def _files(target: str) -> list[Path]:

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use modelkin_core::checkpoint::INDEX_NAME;
 use modelkin_core::format::zip::Archive;
-use modelkin_core::format::{npy, pickle, safetensors, torch};
+use modelkin_core::format::{gguf, npy, pickle, safetensors, torch};
 use modelkin_core::{inspect, Checkpoint, Options, Progress};
 
 fn corpus(target: &str) -> Vec<PathBuf> {
@@ -111,6 +111,18 @@ fn torch_archives_parse_or_fail_cleanly() {
                 for t in tensors {
                     assert!(t.offset + t.nbytes <= data.len() as u64, "{}", f.display());
                 }
+            }
+        }
+    }
+}
+
+#[test]
+fn gguf_files_parse_or_fail_cleanly() {
+    for f in corpus("gguf") {
+        let data = std::fs::read(&f).unwrap();
+        if let Ok(h) = gguf::parse(&f, &data) {
+            for t in &h.tensors {
+                assert!(t.offset + t.nbytes <= data.len() as u64, "{}", f.display());
             }
         }
     }
