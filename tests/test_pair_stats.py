@@ -521,6 +521,14 @@ def test_constant_inexact_difference_is_reported_as_constant(n: int) -> None:
     assert r.to_dict()["histogram"] is None
 
 
+def test_a_spread_near_the_resolution_of_a_huge_mean_gives_no_histogram() -> None:
+    # Found by hypothesis: d ≈ −5.6e14 with σ = 0.5 (64 bins over mean ± 5σ would be narrower than
+    # the float spacing there); numpy refused to bin it and to_dict raised ValueError.
+    x, y = np.array([5.62949953e14, 5.62949953e14]), np.array([0, 1], dtype=np.int8)
+    r = modelkin.pair_stats(x, y)
+    assert r.d.std == pytest.approx(0.5) and r.to_dict()["histogram"] is None
+
+
 def test_cosine_stays_accurate_when_b_is_much_smaller_than_a() -> None:
     rng = np.random.default_rng(0)
     a = rng.normal(size=10_000)

@@ -702,3 +702,107 @@ def test_torch_save_to_a_buffer_is_the_same_file(tmp_path: Path, torch_mod) -> N
     pt = tmp_path / "from_buffer.pt"
     pt.write_bytes(buf.getvalue())
     assert [t.name for t in modelkin.open(pt).tensors] == ["w"]
+
+
+# -- Meta's reference checkpoints --------------------------------------------------------------------------
+META_NAMES = [
+    (r"^model\.embed_tokens\.", "tok_embeddings."),
+    (r"^lm_head\.", "output."),
+    (r"^model\.norm\.", "norm."),
+    (r"^model\.layers\.(\d+)\.self_attn\.q_proj\.", r"layers.\1.attention.wq."),
+    (r"^model\.layers\.(\d+)\.self_attn\.k_proj\.", r"layers.\1.attention.wk."),
+    (r"^model\.layers\.(\d+)\.self_attn\.v_proj\.", r"layers.\1.attention.wv."),
+    (r"^model\.layers\.(\d+)\.self_attn\.o_proj\.", r"layers.\1.attention.wo."),
+    (r"^model\.layers\.(\d+)\.input_layernorm\.", r"layers.\1.attention_norm."),
+    (r"^model\.layers\.(\d+)\.post_attention_layernorm\.", r"layers.\1.ffn_norm."),
+    (r"^model\.layers\.(\d+)\.mlp\.gate_proj\.", r"layers.\1.feed_forward.w1."),
+    (r"^model\.layers\.(\d+)\.mlp\.down_proj\.", r"layers.\1.feed_forward.w2."),
+    (r"^model\.layers\.(\d+)\.mlp\.up_proj\.", r"layers.\1.feed_forward.w3."),
+]
+
+
+def _meta_checkpoint(folder: Path, state: dict[str, np.ndarray], heads: int, kv_heads: int) -> Path:
+    """``state`` (Hugging Face Llama) as Meta's reference code stores it: Meta names, and the Q and K
+    rows in the rotary layout that Hugging Face's converter permutes away (llama.cpp's layout)."""
+    import re
+
+    from gguf_models import permute
+
+    meta = {}
+    for name, w in state.items():
+        for pattern, repl in META_NAMES:
+            if re.match(pattern, name):
+                name = re.sub(pattern, repl, name)
+                break
+        if ".attention.wq." in name:
+            w = permute(w, heads)
+        elif ".attention.wk." in name:
+            w = permute(w, kv_heads)
+        meta[name] = np.ascontiguousarray(w)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_state_dict(folder / "consolidated.00.pth", meta)
+    return folder
+
+
+def _q_equal(meta: Path, hf: Path) -> int:
+    """Positions where layer 0's Q of the Meta checkpoint equals the Hugging Face q_proj."""
+    pair = ("layers.0.attention.wq.weight", "model.layers.0.self_attn.q_proj.weight", None, 0, 0, False)
+    return int(modelkin._modelkin.diff_pairs(str(meta), str(hf), [pair], threads=1)["pairs"][0]["equal"])
+
+
+def test_a_meta_reference_checkpoint_is_identical_to_its_hugging_face_conversion(tmp_path: Path) -> None:
+    from gguf_models import KSHAPE
+    from models import llama_state
+
+    state = llama_state(0, KSHAPE)
+    hf = write_single(tmp_path / "hf" / "model.safetensors", state).parent
+    meta = _meta_checkpoint(tmp_path / "meta", state, KSHAPE.heads, KSHAPE.kv_heads)
+    (meta / "params.json").write_text(
+        json.dumps(
+            {"dim": KSHAPE.hidden, "n_layers": KSHAPE.layers, "n_heads": KSHAPE.heads, "n_kv_heads": 2}
+        )
+    )
+    info = modelkin.open(meta)
+    assert info.format == "pytorch" and Path(info.files[0].path).name == "consolidated.00.pth"
+    # The Q rows read back in the Hugging Face order, exactly.
+    assert _q_equal(meta, hf) == state["model.layers.0.self_attn.q_proj.weight"].size
+    res = modelkin.compare(meta, hf)
+    assert res.verdict.relation == "identical", res.verdict.sentence
+    assert all(e.kind == "identical" for e in res.evidence)
+
+
+def test_without_params_json_a_meta_checkpoint_is_read_as_stored(tmp_path: Path) -> None:
+    from gguf_models import KSHAPE
+    from models import llama_state
+
+    state = llama_state(0, KSHAPE)
+    meta = _meta_checkpoint(tmp_path / "meta", state, KSHAPE.heads, KSHAPE.kv_heads)
+    hf = write_single(tmp_path / "hf" / "model.safetensors", state).parent
+    assert _q_equal(meta, hf) < state["model.layers.0.self_attn.q_proj.weight"].size  # rotary, not HF's
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"dim": 256}, 'no positive integer "n_heads"'),
+        ({"n_heads": 3}, "256 rows cannot be 3 heads of two halves"),
+        ("{not json", "not valid JSON"),
+    ],
+)
+def test_a_bad_params_json_is_refused_naming_it(
+    tmp_path: Path, params: str | dict[str, int], match: str
+) -> None:
+    from gguf_models import KSHAPE
+    from models import llama_state
+
+    meta = _meta_checkpoint(tmp_path / "meta", llama_state(0, KSHAPE), KSHAPE.heads, KSHAPE.kv_heads)
+    (meta / "params.json").write_text(params if isinstance(params, str) else json.dumps(params))
+    with pytest.raises(ModelkinError, match=match):
+        modelkin.open(meta)
+
+
+def test_meta_model_parallel_shards_are_refused_with_the_reason(tmp_path: Path) -> None:
+    for k in range(2):
+        write_state_dict(tmp_path / f"consolidated.0{k}.pth", {"w": np.ones(4, np.float32)})
+    with pytest.raises(UnsupportedFormatError, match="model-parallel"):
+        modelkin.open(tmp_path)

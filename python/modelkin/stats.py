@@ -175,7 +175,9 @@ def histogram(
         return None
     finite = sample[np.isfinite(sample)]
     lo, hi = mean - HIST_WIDTH * std, mean + HIST_WIDTH * std
-    if not hi > lo:  # a spread below the resolution of the mean: nothing to draw
+    # A spread near the resolution of the mean (σ ≈ 0.5 at |mean| ≈ 5.6e14, say) leaves no room for 64
+    # distinct bin edges: nothing to draw.
+    if not (hi - lo) / HIST_BINS > 4 * float(np.spacing(max(abs(lo), abs(hi)))):
         return None
     counts, edges = np.histogram(finite, bins=HIST_BINS, range=(lo, hi))
     below = int(np.count_nonzero(finite < lo))

@@ -12,7 +12,7 @@ use memmap2::{Mmap, MmapOptions};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::format::{gguf, npy, npz, safetensors, torch, zip, TensorInfo};
+use crate::format::{gguf, npy, npz, safetensors, torch, zip, RowOrder, TensorInfo};
 
 /// File name of the index that Hugging Face sharded checkpoints use.
 pub const INDEX_NAME: &str = "model.safetensors.index.json";
@@ -233,7 +233,9 @@ fn open_part(file: MappedFile) -> Result<(MappedFile, Vec<TensorInfo>, &'static 
     if zip::is_zip(bytes) {
         let archive = zip::Archive::read(&file.path, bytes)?;
         let (infos, format) = if torch::is_torch(&archive) {
-            (torch::parse(&file.path, bytes, &archive)?, "pytorch")
+            let mut infos = torch::parse(&file.path, bytes, &archive)?;
+            meta_row_orders(&file.path, &mut infos)?;
+            (infos, "pytorch")
         } else {
             (npz::parse(&file.path, bytes, &archive)?, "npz")
         };
@@ -279,6 +281,70 @@ fn open_gguf(mut file: MappedFile) -> Result<(MappedFile, Vec<TensorInfo>)> {
     file.kv = header.metadata;
     file.n_tensors = header.tensors.len();
     Ok((file, header.tensors))
+}
+
+/// Name of the hyper-parameter file beside Meta's reference Llama checkpoints.
+pub const META_PARAMS: &str = "params.json";
+
+/// Meta's reference Llama checkpoints (`consolidated.00.pth` beside `params.json`) store the rows of
+/// `layers.N.attention.wq` / `wk` in the rotary layout that Hugging Face's converter permutes away:
+/// the layout llama.cpp writes too. When `params.json` is beside the file, those tensors are read
+/// back in the Hugging Face order ([`RowOrder::HeadPairs`]), so a Meta checkpoint compares cleanly
+/// with its Hugging Face conversion.
+fn meta_row_orders(path: &Path, infos: &mut [TensorInfo]) -> Result<()> {
+    let qk = |name: &str| -> Option<bool> {
+        let rest = name.strip_prefix("layers.")?;
+        let (layer, rest) = rest.split_once('.')?;
+        layer.parse::<u64>().ok()?;
+        match rest {
+            "attention.wq.weight" | "attention.wq.bias" => Some(true),
+            "attention.wk.weight" | "attention.wk.bias" => Some(false),
+            _ => None,
+        }
+    };
+    if !infos.iter().any(|t| qk(&t.name).is_some()) {
+        return Ok(());
+    }
+    let params = path.parent().unwrap_or(Path::new(".")).join(META_PARAMS);
+    let Ok(meta) = std::fs::metadata(&params) else {
+        return Ok(()); // no params.json: the names alone do not prove Meta's layout
+    };
+    if meta.len() > 1 << 20 {
+        return Err(Error::file(
+            &params,
+            "Meta params.json",
+            "larger than 1 MiB",
+        ));
+    }
+    let text = std::fs::read(&params).map_err(|e| Error::io(&params, e))?;
+    let json: Value = serde_json::from_slice(&text)
+        .map_err(|e| Error::file(&params, "Meta params.json", format!("not valid JSON: {e}")))?;
+    let count = |key: &str| json.get(key).and_then(Value::as_u64).filter(|&h| h > 0);
+    let Some(heads) = count("n_heads") else {
+        return Err(Error::file(
+            &params,
+            "Meta params.json",
+            "no positive integer \"n_heads\"",
+        ));
+    };
+    let kv_heads = count("n_kv_heads").unwrap_or(heads);
+    for t in infos.iter_mut() {
+        let Some(is_q) = qk(&t.name) else { continue };
+        let h = if is_q { heads } else { kv_heads };
+        let rows = t.shape.first().copied().unwrap_or(0);
+        if !h.checked_mul(2).is_some_and(|g| rows.is_multiple_of(g)) {
+            return Err(Error::tensor(
+                path,
+                &t.name,
+                format!(
+                    "{rows} rows cannot be {h} heads of two halves (n_heads / n_kv_heads in {})",
+                    params.display()
+                ),
+            ));
+        }
+        t.rows = RowOrder::HeadPairs { heads: h };
+    }
+    Ok(())
 }
 
 fn with_metadata(mut file: MappedFile) -> Result<(MappedFile, Vec<TensorInfo>)> {
@@ -340,6 +406,7 @@ fn open_dir(dir: &Path) -> Result<Checkpoint> {
     let mut arrays = Vec::new();
     let mut torch_indexes = Vec::new();
     let mut ggufs = Vec::new();
+    let mut consolidated = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let p = entry.map_err(|e| Error::io(dir, e))?.path();
         let name = p
@@ -359,6 +426,8 @@ fn open_dir(dir: &Path) -> Result<Checkpoint> {
             arrays.push(p);
         } else if name.ends_with(".gguf") && p.is_file() {
             ggufs.push(p);
+        } else if name.starts_with("consolidated.") && name.ends_with(".pth") && p.is_file() {
+            consolidated.push(p);
         }
     }
     // Hugging Face repositories often hold the same weights as safetensors and as PyTorch files:
@@ -380,6 +449,23 @@ fn open_dir(dir: &Path) -> Result<Checkpoint> {
         if single.is_file() {
             let (file, infos, format) = open_part(map_file(&single)?)?;
             return assemble(dir, format, vec![file], vec![infos]);
+        }
+        match consolidated.len() {
+            0 => {}
+            1 => {
+                let (file, infos, format) = open_part(map_file(&consolidated[0])?)?;
+                return assemble(dir, format, vec![file], vec![infos]);
+            }
+            n => {
+                return Err(Error::UnsupportedFormat {
+                    path: dir.to_path_buf(),
+                    reason: format!(
+                        "the folder holds {n} consolidated.*.pth files: Meta's model-parallel \
+                         shards, each holding a slice of every tensor; modelkin reads one-file \
+                         checkpoints (convert to Hugging Face safetensors first)"
+                    ),
+                })
+            }
         }
     }
     if shards.is_empty() && indexes.is_empty() && arrays.is_empty() && !ggufs.is_empty() {
