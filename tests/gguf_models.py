@@ -182,12 +182,14 @@ def write_llama_gguf(
     vocab: list[str] | None = None,
     merges: list[str] | None = None,
     extra: Mapping[str, Any] | None = None,
+    split_max_tensors: int = 0,
 ) -> Path:
     """Writes a Hugging Face Llama state dict as llama.cpp's converter would: GGUF names, Q and K rows
     permuted, matrices stored as ``qtype``, norm gains in F32, the llama hyper-parameters and a
-    tokenizer in the metadata. Returns the path."""
+    tokenizer in the metadata. Returns the path (with ``split_max_tensors``, gguf-py writes shards
+    ``STEM-0000K-of-0000N.gguf`` beside it, as llama.cpp's ``gguf-split`` does)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    w = gguf.GGUFWriter(str(path), "llama")
+    w = gguf.GGUFWriter(str(path), "llama", split_max_tensors=split_max_tensors)
     w.add_name("modelkin test llama")
     w.add_context_length(2048)
     w.add_embedding_length(shape.hidden)

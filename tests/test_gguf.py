@@ -663,3 +663,52 @@ def test_fingerprint_digests_of_block_formats_cover_their_stored_bytes(tmp_path)
     want = hashlib.sha256(pieces).hexdigest()
     assert modelkin.fingerprint(path, threads=1)["w"].digest == want
     assert modelkin.fingerprint(path, threads=2)["w"].digest == want
+
+
+# -- split GGUF (llama.cpp's gguf-split) ------------------------------------------------------------------
+
+
+def test_a_split_gguf_reads_as_one_model_from_any_shard_or_its_folder(tmp_path, source):
+    folder, state = source
+    split = tmp_path / "split"
+    write_llama_gguf(split / "m.gguf", state, KSHAPE, Q.Q8_0, split_max_tensors=8)
+    shards = sorted(split.glob("m-*-of-*.gguf"))
+    assert len(shards) >= 3, shards  # llama.cpp's naming, written by gguf-py's own writer
+    assert "llama.attention.head_count" not in gguf.GGUFReader(shards[1]).fields  # only in shard 1
+    whole = modelkin.open(write_llama_gguf(tmp_path / "whole.gguf", state, KSHAPE, Q.Q8_0))
+    for path in (split, shards[0], shards[-1]):
+        info = modelkin.open(path)
+        assert info.format == "gguf-split" and len(info.files) == len(shards)
+        assert [t.name for t in info.tensors] == [t.name for t in whole.tensors]
+    # Only the first shard holds the head counts; the Q/K rows of every shard are still un-permuted,
+    # so the split file is the same quantized copy of its source as the whole one.
+    res = modelkin.compare(split, folder)
+    assert res.verdict.relation == "quantized_copy", res.verdict.sentence
+    assert modelkin.gguf_metadata(split)["llama.attention.head_count"] == KSHAPE.heads
+
+
+def test_a_split_gguf_with_a_missing_or_misnumbered_shard_is_refused(tmp_path, source):
+    _, state = source
+    split = tmp_path / "split"
+    write_llama_gguf(split / "m.gguf", state, KSHAPE, Q.Q8_0, split_max_tensors=8)
+    shards = sorted(split.glob("m-*-of-*.gguf"))
+    shards[1].unlink()
+    with pytest.raises(UnsupportedFormatError, match=r"shard 2 of \d+ of this split GGUF is missing"):
+        modelkin.open(shards[0])
+    renamed = split / "other.gguf"
+    shards[0].rename(renamed)
+    with pytest.raises(UnsupportedFormatError, match="not named PREFIX-NNNNN-of-"):
+        modelkin.open(renamed)
+
+
+def test_a_hostile_split_count_is_refused_at_once(tmp_path):
+    w = gguf.GGUFWriter(str(tmp_path / "m-00001-of-99999.gguf"), "llama")
+    w.add_uint64("split.count", 2**40)
+    w.add_uint16("split.no", 0)
+    w.add_tensor("x", np.ones(4, np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    with pytest.raises(UnsupportedFormatError, match="more shards than a split GGUF can have"):
+        modelkin.open(tmp_path / "m-00001-of-99999.gguf")

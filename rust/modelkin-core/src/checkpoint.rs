@@ -154,6 +154,9 @@ impl Checkpoint {
             return open_index(path, path);
         }
         let (file, infos, format) = open_part(map_file(path)?)?;
+        if format == "gguf" && gguf::split_of(&file.kv).is_some() {
+            return open_gguf_split(path, file, infos);
+        }
         assemble(path, format, vec![file], vec![infos])
     }
 
@@ -174,7 +177,7 @@ impl Checkpoint {
     /// again from the mapped header); `None` for other formats.
     pub fn gguf_metadata(&self) -> Result<Option<Vec<(String, gguf::Value)>>> {
         match self.files.first() {
-            Some(f) if self.format == "gguf" => {
+            Some(f) if self.format == "gguf" || self.format == "gguf-split" => {
                 Ok(Some(gguf::parse_all(&f.path, f.bytes())?.metadata))
             }
             _ => Ok(None),
@@ -281,6 +284,87 @@ fn open_gguf(mut file: MappedFile) -> Result<(MappedFile, Vec<TensorInfo>)> {
     file.kv = header.metadata;
     file.n_tensors = header.tensors.len();
     Ok((file, header.tensors))
+}
+
+/// A split GGUF (llama.cpp's `gguf-split`: `NAME-00001-of-00003.gguf`, …), opened from any of its
+/// shards (`first` is that shard, already parsed): every shard must be present, numbered and
+/// counted consistently; the first shard's metadata (the only one holding the architecture and
+/// head counts) sets the Q/K row order of all of them.
+fn open_gguf_split(
+    user_path: &Path,
+    first: MappedFile,
+    infos: Vec<TensorInfo>,
+) -> Result<Checkpoint> {
+    let (_, count) = gguf::split_of(&first.kv).unwrap_or((0, 1));
+    let path = first.path.clone();
+    if count > u16::MAX as u64 {
+        // llama.cpp stores split.count as a u16; a larger claim is not a split GGUF.
+        return Err(Error::unsupported(
+            &path,
+            format!("split.count = {count}: more shards than a split GGUF can have"),
+        ));
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let suffix = format!("-of-{count:05}.gguf");
+    let prefix = name
+        .strip_suffix(&suffix)
+        .and_then(|s| s.rsplit_once('-'))
+        .filter(|(_, no)| no.len() == 5 && no.bytes().all(|b| b.is_ascii_digit()))
+        .map(|(p, _)| p.to_string())
+        .ok_or_else(|| {
+            Error::unsupported(
+                &path,
+                format!(
+                    "a shard of a {count}-part split GGUF, not named PREFIX-NNNNN-of-{count:05}.gguf \
+                     as llama.cpp names them: cannot find the other shards"
+                ),
+            )
+        })?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut parts = vec![(first, infos)];
+    let mut files = Vec::new();
+    let mut per_file = Vec::new();
+    for k in 1..=count {
+        let shard = dir.join(format!("{prefix}-{k:05}-of-{count:05}.gguf"));
+        let (file, infos) = match parts.iter().position(|(f, _)| f.path == shard) {
+            Some(i) => parts.swap_remove(i),
+            None => {
+                if !shard.is_file() {
+                    return Err(Error::unsupported(
+                        &path,
+                        format!(
+                            "shard {k} of {count} of this split GGUF is missing ({})",
+                            shard.display()
+                        ),
+                    ));
+                }
+                let (file, infos, format) = open_part(map_file(&shard)?)?;
+                if format != "gguf" {
+                    return Err(Error::unsupported(
+                        &shard,
+                        format!("holds a {format} checkpoint, not a GGUF shard"),
+                    ));
+                }
+                (file, infos)
+            }
+        };
+        if gguf::split_of(&file.kv) != Some((k - 1, count)) {
+            return Err(Error::unsupported(
+                &file.path,
+                format!("its split.no / split.count do not say shard {k} of {count}"),
+            ));
+        }
+        files.push(file);
+        per_file.push(infos);
+    }
+    let kv = files[0].kv.clone();
+    for (file, infos) in files.iter().zip(per_file.iter_mut()).skip(1) {
+        gguf::apply_row_orders(&file.path, &kv, infos)?;
+    }
+    assemble(user_path, "gguf-split", files, per_file)
 }
 
 /// Name of the hyper-parameter file beside Meta's reference Llama checkpoints.
@@ -469,11 +553,15 @@ fn open_dir(dir: &Path) -> Result<Checkpoint> {
         }
     }
     if shards.is_empty() && indexes.is_empty() && arrays.is_empty() && !ggufs.is_empty() {
-        if let [one] = ggufs.as_slice() {
-            let (file, infos, format) = open_part(map_file(one)?)?;
-            return assemble(dir, format, vec![file], vec![infos]);
-        }
         ggufs.sort();
+        let (file, infos, format) = open_part(map_file(&ggufs[0])?)?;
+        match gguf::split_of(&file.kv) {
+            Some((_, count)) if count == ggufs.len() as u64 => {
+                return open_gguf_split(dir, file, infos);
+            }
+            None if ggufs.len() == 1 => return assemble(dir, format, vec![file], vec![infos]),
+            _ => {}
+        }
         let names: Vec<String> = ggufs
             .iter()
             .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))

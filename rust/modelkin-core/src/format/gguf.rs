@@ -802,6 +802,27 @@ fn tensor_info(
     })
 }
 
+/// Sets the row order of `tensors` from the metadata `kv` — for the shards of a split GGUF, whose
+/// first shard alone holds the architecture and head counts the Q/K row order depends on.
+pub fn apply_row_orders(
+    path: &Path,
+    kv: &[(String, Value)],
+    tensors: &mut [TensorInfo],
+) -> Result<()> {
+    let heads = Heads::of(path, kv)?;
+    for t in tensors.iter_mut() {
+        t.rows = heads.row_order(path, &t.name, &t.shape)?;
+    }
+    Ok(())
+}
+
+/// `(split.no, split.count)` of a shard of a split GGUF (llama.cpp's `gguf-split`), `None` for a
+/// whole file.
+pub fn split_of(kv: &[(String, Value)]) -> Option<(u64, u64)> {
+    let count = get(kv, "split.count")?.as_u64()?;
+    (count > 1).then(|| Some((get(kv, "split.no")?.as_u64()?, count)))?
+}
+
 /// The head counts that llama.cpp's converter used to permute the rows of Q and K (llama
 /// architecture only).
 struct Heads<'a> {
