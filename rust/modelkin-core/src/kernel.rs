@@ -491,11 +491,17 @@ fn pair_generic<T: Lane, const L: usize, const W: usize, const F: bool>(
     if n == 0 {
         return PairStats::default();
     }
+    if n > u32::MAX as usize {
+        // Keeps the 32-bit equal counts below overflow, whatever a caller passes.
+        let (a0, a1) = a.split_at(n / 2);
+        let (b0, b1) = b.split_at(n / 2);
+        return pair_generic::<T, L, W, F>(a0, b0, wide)
+            .merge(&pair_generic::<T, L, W, F>(a1, b1, wide));
+    }
     let (mut loa, mut hia) = ([T::INF; L], [T::NEG_INF; L]);
     let (mut lob, mut hib) = ([T::INF; L], [T::NEG_INF; L]);
     let (mut lod, mut hid) = ([T::INF; L], [T::NEG_INF; L]);
-    // Equal counts in 32-bit lanes (the width of f32 lanes): callers pass fewer than 2³² · L
-    // elements (see `split`).
+    // Equal counts in 32-bit lanes (the width of f32 lanes): fewer than 2³² elements get here.
     let mut eq = [0u32; L];
     let mut sums = [[T::ZERO; L]; 3];
     let mut tot = Totals::<W, 3>::new();
