@@ -166,6 +166,8 @@ pub trait Lane:
     fn fma<const F: bool>(self, y: Self, z: Self) -> Self;
     /// Bit-identical values.
     fn same_bits(self, o: Self) -> bool;
+    /// The public pair kernel of this lane type.
+    fn pair(a: &[Self], b: &[Self]) -> PairStats;
 }
 
 impl Lane for f64 {
@@ -193,6 +195,9 @@ impl Lane for f64 {
     fn same_bits(self, o: f64) -> bool {
         self.to_bits() == o.to_bits()
     }
+    fn pair(a: &[f64], b: &[f64]) -> PairStats {
+        pair_block(a, b)
+    }
 }
 
 impl Lane for f32 {
@@ -219,6 +224,9 @@ impl Lane for f32 {
     #[inline(always)]
     fn same_bits(self, o: f32) -> bool {
         self.to_bits() == o.to_bits()
+    }
+    fn pair(a: &[f32], b: &[f32]) -> PairStats {
+        pair_block_f32(a, b)
     }
 }
 
@@ -495,8 +503,9 @@ fn pair_generic<T: Lane, const L: usize, const W: usize, const F: bool>(
         // Keeps the 32-bit equal counts below overflow, whatever a caller passes.
         let (a0, a1) = a.split_at(n / 2);
         let (b0, b1) = b.split_at(n / 2);
-        return pair_generic::<T, L, W, F>(a0, b0, wide)
-            .merge(&pair_generic::<T, L, W, F>(a1, b1, wide));
+        // Through the public kernel, not a direct recursion, which would keep this function from
+        // being inlined into (and compiled with the features of) its SIMD copies.
+        return T::pair(a0, b0).merge(&T::pair(a1, b1));
     }
     let (mut loa, mut hia) = ([T::INF; L], [T::NEG_INF; L]);
     let (mut lob, mut hib) = ([T::INF; L], [T::NEG_INF; L]);
