@@ -401,10 +401,48 @@ fn lane_sum_sq<T: Copy + Into<f64>>(x: &[T]) -> f64 {
             .sum::<f64>()
 }
 
+/// The first row of elements `[start, start + len)` of a matrix of `row_len` columns, and how many
+/// rows they touch.
+fn row_span(start: u64, len: u64, row_len: u64) -> (u64, usize) {
+    let first_row = start / row_len;
+    (
+        first_row,
+        ((start + len - 1) / row_len - first_row + 1) as usize,
+    )
+}
+
+/// Appends per-row and per-column sums of the next part of a tensor (rows from `o_first`) to sums
+/// whose rows start at `first`: columns and the rows both parts touch are added, later rows
+/// appended. `K` sums are kept side by side (both sides of a pair, or Σx and Σx²).
+fn merge_axes<const K: usize>(
+    first: u64,
+    rows: [&mut Vec<f64>; K],
+    cols: [&mut Vec<f64>; K],
+    o_first: u64,
+    o_rows: [Vec<f64>; K],
+    o_cols: [Vec<f64>; K],
+) {
+    for (c, o) in cols.into_iter().zip(&o_cols) {
+        for (c, v) in c.iter_mut().zip(o) {
+            *c += v;
+        }
+    }
+    for (r, o) in rows.into_iter().zip(o_rows) {
+        let next = first + r.len() as u64;
+        for (k, v) in o.into_iter().enumerate() {
+            let row = o_first + k as u64;
+            if row < next {
+                r[(row - first) as usize] += v;
+            } else {
+                r.push(v);
+            }
+        }
+    }
+}
+
 impl AxisSums {
     fn new(start: u64, len: u64, row_len: u64) -> AxisSums {
-        let first_row = start / row_len;
-        let rows = ((start + len - 1) / row_len - first_row + 1) as usize;
+        let (first_row, rows) = row_span(start, len, row_len);
         AxisSums {
             first_row,
             row_sum: vec![0.0; rows],
@@ -437,24 +475,14 @@ impl AxisSums {
 
     /// Appends the sums of the next part of the same tensor.
     fn merge(&mut self, o: AxisSums) {
-        for (c, v) in self.col_sum.iter_mut().zip(&o.col_sum) {
-            *c += v;
-        }
-        for (c, v) in self.col_sq.iter_mut().zip(&o.col_sq) {
-            *c += v;
-        }
-        let next = self.first_row + self.row_sum.len() as u64;
-        for (k, (s, q)) in o.row_sum.into_iter().zip(o.row_sq).enumerate() {
-            let r = o.first_row + k as u64;
-            if r < next {
-                let i = (r - self.first_row) as usize;
-                self.row_sum[i] += s;
-                self.row_sq[i] += q;
-            } else {
-                self.row_sum.push(s);
-                self.row_sq.push(q);
-            }
-        }
+        merge_axes(
+            self.first_row,
+            [&mut self.row_sum, &mut self.row_sq],
+            [&mut self.col_sum, &mut self.col_sq],
+            o.first_row,
+            [o.row_sum, o.row_sq],
+            [o.col_sum, o.col_sq],
+        );
     }
 }
 
@@ -489,8 +517,7 @@ fn lane_sum<T: Copy + Into<f64>>(x: &[T]) -> f64 {
 
 impl Margins {
     fn new(start: u64, len: u64, row_len: u64) -> Margins {
-        let first_row = start / row_len;
-        let rows = ((start + len - 1) / row_len - first_row + 1) as usize;
+        let (first_row, rows) = row_span(start, len, row_len);
         Margins {
             first_row,
             rows_a: vec![0.0; rows],
@@ -519,24 +546,14 @@ impl Margins {
 
     /// Appends the sums of the next part of the same tensor.
     fn merge(&mut self, o: Margins) {
-        for (c, v) in self.cols_a.iter_mut().zip(&o.cols_a) {
-            *c += v;
-        }
-        for (c, v) in self.cols_b.iter_mut().zip(&o.cols_b) {
-            *c += v;
-        }
-        let next = self.first_row + self.rows_a.len() as u64;
-        for (k, (ra, rb)) in o.rows_a.into_iter().zip(o.rows_b).enumerate() {
-            let r = o.first_row + k as u64;
-            if r < next {
-                let i = (r - self.first_row) as usize;
-                self.rows_a[i] += ra;
-                self.rows_b[i] += rb;
-            } else {
-                self.rows_a.push(ra);
-                self.rows_b.push(rb);
-            }
-        }
+        merge_axes(
+            self.first_row,
+            [&mut self.rows_a, &mut self.rows_b],
+            [&mut self.cols_a, &mut self.cols_b],
+            o.first_row,
+            [o.rows_a, o.rows_b],
+            [o.cols_a, o.cols_b],
+        );
     }
 }
 
