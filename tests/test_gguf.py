@@ -712,3 +712,23 @@ def test_a_hostile_split_count_is_refused_at_once(tmp_path):
     w.close()
     with pytest.raises(UnsupportedFormatError, match="more shards than a split GGUF can have"):
         modelkin.open(tmp_path / "m-00001-of-99999.gguf")
+
+
+def test_fingerprint_columns_of_block_formats_are_the_dequantised_values(tmp_path):
+    # The token-keyed embedding rows of a fingerprint read a few columns of every row; a quantized
+    # embedding is read block-aware (an earlier build indexed its bytes as if one element per
+    # dtype size and panicked).
+    x = np.random.default_rng(6).normal(0, 0.02, (8, 64)).astype(np.float32)
+    raw = gguf.quants.quantize(x, Q.Q8_0)
+    path = write_tensors(tmp_path / "e.gguf", {"e": (raw, Q.Q8_0)})
+    want = gguf.quants.dequantize(raw, Q.Q8_0).astype(np.float64)[:, [0, 5, 63]]
+    got = np.asarray(modelkin._modelkin.columns(str(path), ["e"], [0, 5, 63])["e"]).reshape(8, 3)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_fingerprint_columns_of_llama_q_rows_are_in_the_hugging_face_order(tmp_path, source):
+    _, state = source
+    path = write_llama_gguf(tmp_path / "m.gguf", state, KSHAPE, Q.F32)
+    q = state["model.layers.0.self_attn.q_proj.weight"].astype(np.float64)
+    got = modelkin._modelkin.columns(str(path), ["blk.0.attn_q.weight"], [0, 7])["blk.0.attn_q.weight"]
+    np.testing.assert_array_equal(np.asarray(got).reshape(q.shape[0], 2), q[:, [0, 7]])

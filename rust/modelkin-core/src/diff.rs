@@ -454,13 +454,7 @@ pub fn heads(ck: &Checkpoint, names: &[String], k: u64, opts: &Options) -> Resul
             )));
         }
     }
-    let threads = crate::stream::resolve_threads(opts.threads)?;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| {
-            Error::InvalidArgument(format!("cannot start {threads} worker threads: {e}"))
-        })?;
+    let pool = crate::stream::pool(crate::stream::resolve_threads(opts.threads)?)?;
     Ok(pool.install(|| {
         tensors
             .par_iter()

@@ -259,30 +259,20 @@ pub fn columns(
             )));
         }
     }
-    let threads = crate::stream::resolve_threads(opts.threads)?;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| {
-            Error::InvalidArgument(format!("cannot start {threads} worker threads: {e}"))
-        })?;
+    let pool = crate::stream::pool(crate::stream::resolve_threads(opts.threads)?)?;
     Ok(pool.install(|| {
         tensors
             .par_iter()
             .map(|t| {
-                let bytes = ck.data(t);
-                let size = t.info.dtype.size();
+                // Through the tensor's source, which decodes block formats and undoes stored row
+                // orders (GGUF), as every other reader does.
+                let src = crate::diff::source(ck, t);
                 let rows = t.info.shape[0];
                 let row_len: u64 = t.info.shape[1..].iter().product();
                 let mut values = vec![0.0; rows as usize * cols.len()];
                 for (r, out) in values.chunks_mut(cols.len().max(1)).enumerate() {
                     for (o, &c) in out.iter_mut().zip(cols) {
-                        let at = (r * row_len as usize + c as usize) * size;
-                        crate::dtype::decode_into(
-                            t.info.dtype,
-                            &bytes[at..at + size],
-                            std::slice::from_mut(o),
-                        );
+                        src.decode(r as u64 * row_len + c, std::slice::from_mut(o));
                     }
                 }
                 Columns {

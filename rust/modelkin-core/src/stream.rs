@@ -852,7 +852,8 @@ fn empty_summary(job: &Job) -> Summary {
     }
 }
 
-fn pool(threads: usize) -> Result<rayon::ThreadPool> {
+/// The thread pool of one run: `threads` workers named `modelkin-N`.
+pub(crate) fn pool(threads: usize) -> Result<rayon::ThreadPool> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("modelkin-{i}"))
