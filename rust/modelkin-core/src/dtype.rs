@@ -273,6 +273,33 @@ static E4M3: [f32; 256] = e4m3_table();
 /// Elements decoded per call of the inner conversion loops (fits the stack comfortably).
 const STAGE: usize = 512;
 
+/// Calls `$generic($args)` through a copy compiled for AVX-512F or AVX2 when the CPU has it (picked
+/// at run time, so the wheel stays portable), else the portable build.
+macro_rules! simd_copies {
+    ($generic:ident($($arg:ident: $ty:ty),*)) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f")]
+            fn wide512($($arg: $ty),*) {
+                $generic($($arg),*)
+            }
+            #[target_feature(enable = "avx2")]
+            fn wide256($($arg: $ty),*) {
+                $generic($($arg),*)
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F, checked just above.
+                return unsafe { wide512($($arg),*) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2, checked just above.
+                return unsafe { wide256($($arg),*) };
+            }
+        }
+        $generic($($arg),*)
+    }};
+}
+
 /// Decodes `bytes` (exactly `out.len()` elements of `dtype`, little-endian) into `out`.
 ///
 /// For a block-quantised dtype `out.len()` is a whole number of blocks. Lengths come from
@@ -280,26 +307,7 @@ const STAGE: usize = 512;
 /// x86-64 an AVX-512 or AVX2 copy is picked at run time: decoding streams every byte of both
 /// checkpoints, so it is as hot as the statistics.
 pub fn decode_into(dtype: DType, bytes: &[u8], out: &mut [f64]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f")]
-        fn wide512(dtype: DType, bytes: &[u8], out: &mut [f64]) {
-            decode_generic(dtype, bytes, out)
-        }
-        #[target_feature(enable = "avx2")]
-        fn wide256(dtype: DType, bytes: &[u8], out: &mut [f64]) {
-            decode_generic(dtype, bytes, out)
-        }
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F, checked just above.
-            return unsafe { wide512(dtype, bytes, out) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, checked just above.
-            return unsafe { wide256(dtype, bytes, out) };
-        }
-    }
-    decode_generic(dtype, bytes, out)
+    simd_copies!(decode_generic(dtype: DType, bytes: &[u8], out: &mut [f64]))
 }
 
 #[inline(always)]
@@ -355,28 +363,7 @@ fn decode_generic(dtype: DType, bytes: &[u8], out: &mut [f64]) {
 ///
 /// Wide dtypes are a programming error: they are decoded with [`decode_into`].
 pub fn decode_f32(dtype: DType, bytes: &[u8], out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx512bw")]
-        fn wide512(dtype: DType, bytes: &[u8], out: &mut [f32]) {
-            decode_f32_generic(dtype, bytes, out)
-        }
-        #[target_feature(enable = "avx2")]
-        fn wide256(dtype: DType, bytes: &[u8], out: &mut [f32]) {
-            decode_f32_generic(dtype, bytes, out)
-        }
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-        {
-            // SAFETY: the CPU has AVX-512F and BW, checked just above.
-            return unsafe { wide512(dtype, bytes, out) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, checked just above.
-            return unsafe { wide256(dtype, bytes, out) };
-        }
-    }
-    decode_f32_generic(dtype, bytes, out)
+    simd_copies!(decode_f32_generic(dtype: DType, bytes: &[u8], out: &mut [f32]))
 }
 
 #[inline(always)]
