@@ -677,6 +677,52 @@ fn decode_block<'s>(
     }
 }
 
+/// Statistics and sampled values of one work item of a single tensor, and its row and column sums
+/// when `axes` is given; `wide` and `narrow` are the worker's decode buffers.
+fn single_pass(
+    x: &Source,
+    item: &Item,
+    sample_size: usize,
+    wide: &mut [f64],
+    narrow: &mut [f32],
+    mut axes: Option<&mut AxisSums>,
+) -> (ValueStats, Vec<f64>) {
+    let end = item.start + item.len;
+    x.prefault(item.start, item.len);
+    let sampler = Sampler::new(x.numel(), sample_size);
+    let mut acc = ValueStats::default();
+    let mut sample = Vec::new();
+    let use_narrow = x.narrow();
+    for pos in (item.start..end).step_by(BLOCK) {
+        let n = (BLOCK as u64).min(end - pos);
+        let v = decode_block(x, pos, n as usize, wide, narrow, use_narrow);
+        let next = (BLOCK as u64).min(end.saturating_sub(pos + n));
+        prefetch(x.stored(pos + n, next));
+        sample.extend(
+            sampler
+                .positions(pos, pos + n)
+                .map(|p| v.get((p - pos) as usize)),
+        );
+        let block = match v {
+            Values::Wide(v) => {
+                if let Some(m) = axes.as_deref_mut() {
+                    m.add(pos, v);
+                }
+                single_block(v)
+            }
+            Values::Narrow(v) => {
+                if let Some(m) = axes.as_deref_mut() {
+                    m.add(pos, v);
+                }
+                single_block_f32(v)
+            }
+        };
+        acc = acc.merge(&block);
+    }
+    x.release(item.start, item.len);
+    (acc, sample)
+}
+
 fn run_item(job: &Job, item: &Item, opts: &Options, scratch: &mut Scratch) -> Summary {
     let sample_size = opts.sample_size;
     let end = item.start + item.len;
@@ -687,28 +733,8 @@ fn run_item(job: &Job, item: &Item, opts: &Options, scratch: &mut Scratch) -> Su
     let [na, nb] = &mut scratch.1;
     match job {
         Job::Single(x) => {
-            x.prefault(item.start, item.len);
-            let sampler = Sampler::new(x.numel(), sample_size);
-            let mut acc = ValueStats::default();
-            let mut sample = Vec::new();
-            let narrow = x.narrow();
-            for (pos, n) in blocks {
-                let v = decode_block(x, pos, n as usize, wa, na, narrow);
-                let next = (BLOCK as u64).min(end.saturating_sub(pos + n));
-                prefetch(x.stored(pos + n, next));
-                sample.extend(
-                    sampler
-                        .positions(pos, pos + n)
-                        .map(|p| v.get((p - pos) as usize)),
-                );
-                let block = match v {
-                    Values::Wide(v) => single_block(v),
-                    Values::Narrow(v) => single_block_f32(v),
-                };
-                acc = acc.merge(&block);
-            }
-            x.release(item.start, item.len);
-            Summary::Single(acc, sample)
+            let (stats, sample) = single_pass(x, item, sample_size, wa, na, None);
+            Summary::Single(stats, sample)
         }
         Job::Print(x) => {
             // The pieces that start in this item's bytes, hashed first: this pulls the bytes into
@@ -723,41 +749,11 @@ fn run_item(job: &Job, item: &Item, opts: &Options, scratch: &mut Scratch) -> Su
                     )
                 })
                 .collect();
-            x.prefault(item.start, item.len);
-            let sampler = Sampler::new(x.numel(), sample_size);
-            let mut acc = ValueStats::default();
-            let mut sample = Vec::new();
             let mut axes = (x.row_len > 0 && x.row_len <= MAX_MARGIN_COLS)
                 .then(|| AxisSums::new(item.start, item.len, x.row_len));
-            let narrow = x.narrow();
-            for (pos, n) in blocks {
-                let v = decode_block(x, pos, n as usize, wa, na, narrow);
-                let next = (BLOCK as u64).min(end.saturating_sub(pos + n));
-                prefetch(x.stored(pos + n, next));
-                sample.extend(
-                    sampler
-                        .positions(pos, pos + n)
-                        .map(|p| v.get((p - pos) as usize)),
-                );
-                let block = match v {
-                    Values::Wide(v) => {
-                        if let Some(m) = axes.as_mut() {
-                            m.add(pos, v);
-                        }
-                        single_block(v)
-                    }
-                    Values::Narrow(v) => {
-                        if let Some(m) = axes.as_mut() {
-                            m.add(pos, v);
-                        }
-                        single_block_f32(v)
-                    }
-                };
-                acc = acc.merge(&block);
-            }
-            x.release(item.start, item.len);
+            let (stats, sample) = single_pass(x, item, sample_size, wa, na, axes.as_mut());
             Summary::Print(Box::new(PrintPart {
-                stats: acc,
+                stats,
                 sample,
                 axes,
                 pieces,
