@@ -5,7 +5,9 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use modelkin_core::dtype::{decode_f32, decode_into, DType};
-use modelkin_core::kernel::{pair_block, pair_block_f32, single_block, single_block_f32};
+use modelkin_core::kernel::{
+    add_columns_f32, pair_block, pair_block_f32, single_block, single_block_f32,
+};
 use modelkin_core::stream::BLOCK;
 
 fn rate(name: &str, reps: usize, mut f: impl FnMut()) {
@@ -41,6 +43,15 @@ fn main() {
     rate("single f32", reps, || {
         black_box(single_block_f32(black_box(&a32)));
     });
+    for row_len in [1024, 5632] {
+        let mut cols = vec![0.0f32; row_len];
+        rate(&format!("margins f32, rows {row_len}"), reps, || {
+            for x in a32.chunks(row_len) {
+                let n = x.len();
+                black_box(add_columns_f32(&mut cols[..n], black_box(x)));
+            }
+        });
+    }
     let raw: Vec<u8> = (0..8 * BLOCK).map(|i| (i * 31 % 251) as u8).collect();
     let mut wide = vec![0.0f64; BLOCK];
     let mut narrow = vec![0.0f32; BLOCK];

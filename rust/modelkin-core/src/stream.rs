@@ -13,7 +13,8 @@ use crate::checkpoint::MappedFile;
 use crate::dtype::{decode_f32, decode_into, DType};
 use crate::error::{Error, Result};
 use crate::kernel::{
-    pair_block, pair_block_f32, single_block, single_block_f32, PairStats, ValueStats,
+    add_columns, add_columns_f32, flush_columns, pair_block, pair_block_f32, single_block,
+    single_block_f32, Columns, PairStats, ValueStats,
 };
 use crate::print::{piece_digest, PIECE};
 use crate::quant::QK_K;
@@ -381,26 +382,6 @@ fn row_segments(pos: u64, n: usize, row_len: u64, mut f: impl FnMut(u64, usize, 
     }
 }
 
-/// Σx² in `f64` with eight independent partial sums (see [`lane_sum`]).
-fn lane_sum_sq<T: Copy + Into<f64>>(x: &[T]) -> f64 {
-    let (chunks, rest) = x.as_chunks::<8>();
-    let mut acc = [0.0f64; 8];
-    for c in chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            let v: f64 = v.into();
-            *a += v * v;
-        }
-    }
-    acc.iter().sum::<f64>()
-        + rest
-            .iter()
-            .map(|&v| {
-                let v: f64 = v.into();
-                v * v
-            })
-            .sum::<f64>()
-}
-
 /// The first row of elements `[start, start + len)` of a matrix of `row_len` columns, and how many
 /// rows they touch.
 fn row_span(start: u64, len: u64, row_len: u64) -> (u64, usize) {
@@ -453,23 +434,16 @@ impl AxisSums {
     }
 
     /// Adds a block of values starting at element `pos`.
-    fn add<T: Copy + Into<f64>>(&mut self, pos: u64, x: &[T]) {
+    fn add<T: Columns>(&mut self, pos: u64, x: &[T]) {
         let row_len = self.col_sum.len() as u64;
         row_segments(pos, x.len(), row_len, |r, c0, i0, i1| {
             let x = &x[i0..i1];
             let ri = (r - self.first_row) as usize;
-            self.row_sum[ri] += lane_sum(x);
-            self.row_sq[ri] += lane_sum_sq(x);
             let cols = c0..c0 + x.len();
-            for ((c, q), &v) in self.col_sum[cols.clone()]
-                .iter_mut()
-                .zip(&mut self.col_sq[cols])
-                .zip(x)
-            {
-                let v: f64 = v.into();
-                *c += v;
-                *q += v * v;
-            }
+            let (sum, sq) =
+                T::add_columns_sq(&mut self.col_sum[cols.clone()], &mut self.col_sq[cols], x);
+            self.row_sum[ri] += sum;
+            self.row_sq[ri] += sq;
         });
     }
 
@@ -502,19 +476,6 @@ pub struct Margins {
     pub cols_b: Vec<f64>,
 }
 
-/// Σx in `f64` with eight independent partial sums, so the compiler vectorises it (a plain fold
-/// cannot be reordered and runs one addition per cycle of latency).
-fn lane_sum<T: Copy + Into<f64>>(x: &[T]) -> f64 {
-    let (chunks, rest) = x.as_chunks::<8>();
-    let mut acc = [0.0f64; 8];
-    for c in chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a += v.into();
-        }
-    }
-    acc.iter().sum::<f64>() + rest.iter().map(|&v| v.into()).sum::<f64>()
-}
-
 impl Margins {
     fn new(start: u64, len: u64, row_len: u64) -> Margins {
         let (first_row, rows) = row_span(start, len, row_len);
@@ -528,7 +489,7 @@ impl Margins {
     }
 
     /// Adds a block of values starting at element `pos`.
-    fn add<T: Copy + Into<f64>>(&mut self, pos: u64, xa: &[T], xb: &[T]) {
+    fn add(&mut self, pos: u64, xa: &[f64], xb: &[f64]) {
         let row_len = self.cols_a.len() as u64;
         row_segments(pos, xa.len(), row_len, |r, c0, i0, i1| {
             let ri = (r - self.first_row) as usize;
@@ -536,12 +497,36 @@ impl Margins {
                 (&mut self.rows_a, &mut self.cols_a, &xa[i0..i1]),
                 (&mut self.rows_b, &mut self.cols_b, &xb[i0..i1]),
             ] {
-                rows[ri] += lane_sum(x);
-                for (c, &v) in cols[c0..c0 + x.len()].iter_mut().zip(x) {
-                    *c += v.into();
-                }
+                rows[ri] += add_columns(&mut cols[c0..c0 + x.len()], x);
             }
         });
+    }
+
+    /// [`Margins::add`] for values decoded to `f32`, whose column sums build up in `part` first.
+    fn add_f32(&mut self, pos: u64, xa: &[f32], xb: &[f32], part: &mut PartColumns) {
+        let row_len = self.cols_a.len() as u64;
+        row_segments(pos, xa.len(), row_len, |r, c0, i0, i1| {
+            let ri = (r - self.first_row) as usize;
+            let [ca, cb] = &mut part.cols;
+            for (rows, cols, x) in [
+                (&mut self.rows_a, ca, &xa[i0..i1]),
+                (&mut self.rows_b, cb, &xb[i0..i1]),
+            ] {
+                rows[ri] += add_columns_f32(&mut cols[c0..c0 + x.len()], x);
+            }
+            part.segments += 1;
+            // Each row segment adds at most one term to a column.
+            if part.segments == PartColumns::TERMS {
+                self.flush(part);
+            }
+        });
+    }
+
+    /// Moves the column sums built up in `part` into these margins.
+    fn flush(&mut self, part: &mut PartColumns) {
+        flush_columns(&mut self.cols_a, &mut part.cols[0]);
+        flush_columns(&mut self.cols_b, &mut part.cols[1]);
+        part.segments = 0;
     }
 
     /// Appends the sums of the next part of the same tensor.
@@ -554,6 +539,25 @@ impl Margins {
             [o.rows_a, o.rows_b],
             [o.cols_a, o.cols_b],
         );
+    }
+}
+
+/// Column sums of both sides of a pair decoded to `f32`, kept in `f32` for at most
+/// [`PartColumns::TERMS`] row segments before they move into the `f64` [`Margins`].
+struct PartColumns {
+    cols: [Vec<f32>; 2],
+    segments: usize,
+}
+
+impl PartColumns {
+    /// Row segments summed in `f32` before a flush (see [`add_columns_f32`]).
+    const TERMS: usize = 16;
+
+    fn new(row_len: usize) -> PartColumns {
+        PartColumns {
+            cols: [vec![0.0; row_len], vec![0.0; row_len]],
+            segments: 0,
+        }
     }
 }
 
@@ -779,6 +783,7 @@ fn run_item(job: &Job, item: &Item, opts: &Options, scratch: &mut Scratch) -> Su
             let (mut sample_a, mut sample_b) = (Vec::new(), Vec::new());
             let mut margins = (opts.margins && a.row_len > 0 && a.row_len <= MAX_MARGIN_COLS)
                 .then(|| Margins::new(item.start, item.len, a.row_len));
+            let mut part: Option<PartColumns> = None;
             // Both sides in f32 lanes, or both in f64: the kernels take one width.
             let narrow = a.narrow() && b.narrow();
             for (pos, n) in blocks {
@@ -797,7 +802,8 @@ fn run_item(job: &Job, item: &Item, opts: &Options, scratch: &mut Scratch) -> Su
                 let block = match (xa, xb) {
                     (Values::Narrow(xa), Values::Narrow(xb)) => {
                         if let Some(m) = margins.as_mut() {
-                            m.add(pos, xa, xb);
+                            let part = part.get_or_insert_with(|| PartColumns::new(m.cols_a.len()));
+                            m.add_f32(pos, xa, xb, part);
                         }
                         pair_block_f32(xa, xb)
                     }
@@ -810,6 +816,9 @@ fn run_item(job: &Job, item: &Item, opts: &Options, scratch: &mut Scratch) -> Su
                     _ => unreachable!("both sides are decoded to the same width"),
                 };
                 acc = acc.merge(&block);
+            }
+            if let (Some(m), Some(part)) = (margins.as_mut(), part.as_mut()) {
+                m.flush(part);
             }
             a.release(item.start, item.len);
             b.release(item.start, item.len);
@@ -1047,6 +1056,30 @@ mod tests {
         }
     }
 
+    /// The margins of a pair of `dtype` tensors with rows of `cols` elements, on 2 threads.
+    fn pair_margins(ea: &[u8], eb: &[u8], dtype: DType, cols: usize, chunk: u64) -> Margins {
+        let side = |bytes| Source {
+            row_len: cols as u64,
+            ..src(bytes, dtype)
+        };
+        let opts = Options {
+            threads: Some(2),
+            chunk,
+            margins: true,
+            ..Options::default()
+        };
+        let out = run(
+            &[Job::Pair(side(ea), side(eb))],
+            &opts,
+            &Progress::default(),
+        )
+        .unwrap();
+        let Summary::Pair(_, _, _, Some(m)) = &out[0] else {
+            panic!("margins expected")
+        };
+        m.clone()
+    }
+
     #[test]
     fn row_and_column_sums_survive_chunks_that_split_rows() {
         let (rows, cols) = (300usize, 77usize);
@@ -1055,25 +1088,7 @@ mod tests {
             .collect();
         let b: Vec<f64> = a.iter().map(|x| x * 2.0 + 1.0).collect();
         let (ea, eb) = (encode(DType::F64, &a), encode(DType::F64, &b));
-        let side = |bytes| Source {
-            row_len: cols as u64,
-            ..src(bytes, DType::F64)
-        };
-        let opts = Options {
-            threads: Some(2),
-            chunk: 4096,
-            margins: true,
-            ..Options::default()
-        };
-        let out = run(
-            &[Job::Pair(side(&ea), side(&eb))],
-            &opts,
-            &Progress::default(),
-        )
-        .unwrap();
-        let Summary::Pair(_, _, _, Some(m)) = &out[0] else {
-            panic!("margins expected")
-        };
+        let m = pair_margins(&ea, &eb, DType::F64, cols, 4096);
         assert_eq!(
             (m.first_row, m.rows_a.len(), m.cols_b.len()),
             (0, rows, cols)
@@ -1091,6 +1106,49 @@ mod tests {
                 (m.cols_b[c] - want).abs() < 1e-9 * want.abs().max(1.0),
                 "col {c}"
             );
+        }
+    }
+
+    /// Margins of values decoded to `f32` (column sums built up in `f32`, 16 terms at most) stay
+    /// within 16 × 2⁻²⁴ of Σ|x| of exact sums, for rows shorter and longer than a block. (Without
+    /// the flushes, or with longer `f32` partial row sums, this test fails.)
+    #[test]
+    fn f32_margins_stay_within_their_rounding_bound() {
+        for (rows, cols) in [(300usize, 77usize), (9, 5000), (40, 1024)] {
+            // Large values at the head of every 100th row and of every row, small ones elsewhere:
+            // long runs of small terms added to a large sum are where f32 sums lose the most.
+            let value = |i: usize, s: f64| {
+                let (r, c) = (i / cols, i % cols);
+                if r % 100 == 0 || c == 0 {
+                    4096.0 * s
+                } else {
+                    (1.0 + (i * 7919 % 100) as f64 / 128.0) * 2f64.powi(-12) * s
+                }
+            };
+            let encode_round = |s: f64| {
+                let v: Vec<f64> = (0..rows * cols).map(|i| value(i, s)).collect();
+                let bytes = encode(DType::BF16, &v);
+                let mut exact = vec![0.0; v.len()];
+                crate::dtype::decode_into(DType::BF16, &bytes, &mut exact);
+                (bytes, exact)
+            };
+            let ((ea, a), (eb, b)) = (encode_round(1.0), encode_round(-0.37));
+            let m = pair_margins(&ea, &eb, DType::BF16, cols, 8192);
+            let bound = |xs: &mut dyn Iterator<Item = f64>| {
+                let (sum, abs) = xs.fold((0.0, 0.0), |(s, t), x| (s + x, t + x.abs()));
+                (sum, 16.0 * 2f64.powi(-24) * abs)
+            };
+            for (x, got_rows, got_cols) in [(&a, &m.rows_a, &m.cols_a), (&b, &m.rows_b, &m.cols_b)]
+            {
+                for r in 0..rows {
+                    let (want, tol) = bound(&mut x[r * cols..(r + 1) * cols].iter().copied());
+                    assert!((got_rows[r] - want).abs() <= tol, "{rows}x{cols} row {r}");
+                }
+                for c in 0..cols {
+                    let (want, tol) = bound(&mut (0..rows).map(|r| x[r * cols + c]));
+                    assert!((got_cols[c] - want).abs() <= tol, "{rows}x{cols} col {c}");
+                }
+            }
         }
     }
 
