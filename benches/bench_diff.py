@@ -216,12 +216,35 @@ def pair_is_current(specs: Sequence[TensorSpec], a_path: Path, b_path: Path, see
 
 
 def warm_page_cache(paths: Sequence[Path]) -> None:
-    """Reads every byte once so that the timed runs find the files in the page cache."""
+    """Puts the files in the page cache as a first sequential read leaves them.
+
+    The same bytes can be cached in 4 KiB pages (as a file just written often is) or in large folios
+    (as readahead builds them); mapping the former costs the read-only floor about 3× more, and
+    other work on the machine (a compiler, say) splits large folios over time. So each file is
+    written back, dropped from the cache (where the OS allows it) and read back in order, and every
+    contender starts from that same state.
+    """
     buf = memoryview(bytearray(16 * MIB))
     for path in paths:
         with open(path, "rb", buffering=0) as f:
+            if hasattr(os, "posix_fadvise"):
+                os.fsync(f.fileno())  # only clean pages can be dropped
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
             while f.readinto(buf):
                 pass
+
+
+def huge_cache_mib() -> float | None:
+    """Page cache held in PMD-sized (2 MiB) file folios, in MiB (Linux ``nr_file_hugepages``), if known."""
+    try:
+        with open("/proc/vmstat") as f:
+            for line in f:
+                key, _, value = line.partition(" ")
+                if key == "nr_file_hugepages":
+                    return int(value) * 2.0
+    except OSError:
+        pass
+    return None
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -467,6 +490,7 @@ class Measurement:
     checks: Checks = field(default_factory=dict)
     note: str = ""
     error: str | None = None
+    huge_cache: float | None = None  # MiB of page cache in 2 MiB folios when the worker started
 
     @property
     def best(self) -> float:
@@ -755,7 +779,8 @@ def machine_section(torch_version: str | None, args: argparse.Namespace) -> list
         "",
         *table(["", ""], rows, numbers=False),
         "",
-        f"Method: warm page cache (both files read once before timing); each contender runs {args.repeat}× "
+        "Method: warm page cache: before each contender both files are dropped from the cache and read "
+        f"back in order, so every contender starts from the same cache state; each runs {args.repeat}× "
         "in a fresh process; best and median wall time. Elements = parameters of one model; GB/s counts "
         "the bytes of both files. *% of floor* = read-only floor time ÷ contender time at the same thread "
         "count. *÷ modelkin(2t)* = contender time ÷ `modelkin.diff(threads=2)` time. "
@@ -820,7 +845,6 @@ def bench_size(
     available = proc_kib("/proc/meminfo").get("MemAvailable", 0) * 1024
     if available and nbytes > 0.8 * available:
         log(f"warning: the pair ({nbytes / 1e9:.1f} GB) may not stay in the page cache; timings include disk")
-    warm_page_cache([a_path, b_path])
     run = SizeRun(size, shape, elements, nbytes, seconds)
     names, scale, tensors = peer_subset(specs, size, args.peer_max_size)
     probe = min(specs, key=lambda t: t.numel).name  # a norm vector: checks the numpy bf16 path cheaply
@@ -829,7 +853,10 @@ def bench_size(
         spec = {"a": str(a_path), "b": str(b_path), "repeat": args.repeat, "probe": probe}
         spec["names"] = names if is_peer else None
         log(f"[{size:g}B] {c.label}, {threads_text(c.threads)} …")
+        warm_page_cache([a_path, b_path])
+        huge = huge_cache_mib()
         m = measure(c, spec, scale if is_peer else 1.0, tensors if is_peer else len(specs))
+        m.huge_cache = huge
         run.measurements.append(m)
         if m.error:
             log(f"[{size:g}B]   {m.error}")
@@ -846,6 +873,12 @@ def bench_size(
                 f"{kind} timed on {peer.tensors} of {len(specs)} tensors ({100 / peer.scale:.0f} % of the "
                 f"elements, including the largest), times extrapolated ×{peer.scale:.2f} by element count."
             )
+    huge = [m.huge_cache for m in run.measurements if m.huge_cache is not None]
+    if huge:
+        run.notes.append(
+            f"Page cache in 2 MiB folios as each contender started: {min(huge):,.0f}–{max(huge):,.0f} MiB "
+            f"(the files are {run.nbytes / MIB:,.0f} MiB; Linux `nr_file_hugepages`)."
+        )
     compare_checks(run)
     return run
 
