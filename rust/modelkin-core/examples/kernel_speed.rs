@@ -1,5 +1,5 @@
 //! Times the block kernels and decoders on in-cache data, to see what the hot path costs without
-//! any I/O: `cargo run --release --example kernel_speed -p modelkin-core`.
+//! any I/O: `cargo run --release --example kernel_speed -p modelkin-core [-- NAME]`.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -11,6 +11,12 @@ use modelkin_core::kernel::{
 use modelkin_core::stream::BLOCK;
 
 fn rate(name: &str, reps: usize, mut f: impl FnMut()) {
+    // `kernel_speed TEXT` times only the kernels whose names contain TEXT (for a profiler).
+    if let Some(only) = std::env::args().nth(1) {
+        if !name.contains(&only) {
+            return;
+        }
+    }
     let t = Instant::now();
     for _ in 0..reps {
         f();

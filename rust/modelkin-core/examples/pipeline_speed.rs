@@ -22,9 +22,9 @@ fn main() {
     let [a, b] = [&args[0], &args[1]].map(|p| Checkpoint::open(p).expect("open"));
     let reps = 5;
     if let Some(only) = args.get(2) {
-        // `A B margins|plain|floor`: one configuration on one thread, for a profiler.
+        // `A B margins|plain|floor [threads]`: one configuration, for a profiler.
         let opts = Options {
-            threads: Some(1),
+            threads: Some(args.get(3).map_or(1, |t| t.parse().expect("threads"))),
             margins: only == "margins",
             ..Options::default()
         };
@@ -35,7 +35,7 @@ fn main() {
                 diff(&a, &b, &opts, &Progress::default()).expect("diff");
             }
         });
-        println!("1t diff {only} {t:.3} s");
+        println!("{}t {only} {t:.3} s", opts.threads.unwrap_or(1));
         return;
     }
     for threads in [1, 2] {

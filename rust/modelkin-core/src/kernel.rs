@@ -316,6 +316,66 @@ fn sweep<T: Lane, const L: usize>(a: &[T], b: &[T], mut f: impl FnMut(Step<T>)) 
     }
 }
 
+/// The stored bytes (of each side) that the next block will read.
+///
+/// A kernel given them requests them from memory a few cache lines at a time while it computes.
+/// Requested all at once, they would exceed the misses a core can have outstanding and stall it
+/// until most had arrived, so reading and arithmetic would take turns instead of overlapping.
+#[derive(Debug, Clone, Copy)]
+pub struct Ahead<'a>(pub [&'a [u8]; 2]);
+
+impl<'a> Ahead<'a> {
+    /// Nothing to request.
+    pub const NONE: Ahead<'static> = Ahead([&[], &[]]);
+
+    /// Requests in `steps` equal parts.
+    fn spread(self, steps: usize) -> Fetch<'a> {
+        let longest = self.0[0].len().max(self.0[1].len());
+        Fetch {
+            parts: self.0,
+            at: 0,
+            step: longest.div_ceil(steps.max(1)).next_multiple_of(64),
+        }
+    }
+}
+
+/// [`Ahead`] being requested one part at a time.
+struct Fetch<'a> {
+    parts: [&'a [u8]; 2],
+    at: usize,
+    step: usize,
+}
+
+impl Fetch<'_> {
+    /// Requests the next part of each side.
+    #[inline(always)]
+    fn next(&mut self) {
+        let (at, end) = (self.at, self.at + self.step);
+        self.at = end;
+        for part in self.parts {
+            if at < part.len() {
+                prefetch(&part[at..end.min(part.len())]);
+            }
+        }
+    }
+}
+
+/// Hints the CPU to start loading `bytes` into cache.
+#[inline(always)]
+fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in bytes.chunks(64) {
+        // SAFETY: prefetching is a hint with no architectural effect; the pointer is valid.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                line.as_ptr().cast(),
+            );
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
+}
+
 /// Whether `f32` lanes hold every power up to the fourth of deviations spanning `[lo, hi]` without
 /// overflow, and without the largest of them falling near the subnormal range.
 fn f32_safe(lo: f64, hi: f64) -> bool {
@@ -365,6 +425,7 @@ fn sweep1<T: Lane, const L: usize>(x: &[T], mut f: impl FnMut(Option<(usize, T)>
 fn single_generic<T: Lane, const L: usize, const W: usize>(
     x: &[T],
     wide: fn(&[T]) -> Vec<f64>,
+    ahead: Ahead<'_>,
 ) -> ValueStats {
     let n = x.len();
     if n == 0 {
@@ -373,6 +434,8 @@ fn single_generic<T: Lane, const L: usize, const W: usize>(
     let (mut lo, mut hi) = ([T::INF; L], [T::NEG_INF; L]);
     let mut sums = [[T::ZERO; L]; 1];
     let mut total = Totals::<W, 1>::new();
+    // Both sweeps flush once per `TERMS · L` elements and once after a tail.
+    let mut fetch = ahead.spread(2 * n.div_ceil(T::TERMS * L));
     sweep1::<T, L>(
         x,
         #[inline(always)]
@@ -382,7 +445,10 @@ fn single_generic<T: Lane, const L: usize, const W: usize>(
                 lo[l] = if v < lo[l] { v } else { lo[l] };
                 hi[l] = if v > hi[l] { v } else { hi[l] };
             }
-            None => total.flush(&mut sums),
+            None => {
+                total.flush(&mut sums);
+                fetch.next();
+            }
         },
     );
     let total = total.sum();
@@ -408,7 +474,10 @@ fn single_generic<T: Lane, const L: usize, const W: usize>(
                 acc[1][l] += e2 * e;
                 acc[2][l] += e2 * e2;
             }
-            None => s.flush(&mut acc),
+            None => {
+                s.flush(&mut acc);
+                fetch.next();
+            }
         },
     );
     let s = s.sum();
@@ -492,6 +561,7 @@ fn pair_generic<T: Lane, const L: usize, const W: usize, const F: bool>(
     a: &[T],
     b: &[T],
     wide: fn(&[T]) -> Vec<f64>,
+    ahead: Ahead<'_>,
 ) -> PairStats {
     debug_assert_eq!(a.len(), b.len());
     let n = a.len().min(b.len());
@@ -514,6 +584,8 @@ fn pair_generic<T: Lane, const L: usize, const W: usize, const F: bool>(
     let mut eq = [0u32; L];
     let mut sums = [[T::ZERO; L]; 3];
     let mut tot = Totals::<W, 3>::new();
+    // Both sweeps flush once per `TERMS · L` elements; each flush requests its share of `ahead`.
+    let mut fetch = ahead.spread(2 * n.div_ceil(T::TERMS * L));
     sweep::<T, L>(
         a,
         b,
@@ -532,7 +604,10 @@ fn pair_generic<T: Lane, const L: usize, const W: usize, const F: bool>(
                 hid[l] = if d > hid[l] { d } else { hid[l] };
                 eq[l] += x.same_bits(y) as u32;
             }
-            Step::Flush => tot.flush(&mut sums),
+            Step::Flush => {
+                tot.flush(&mut sums);
+                fetch.next();
+            }
         },
     );
     let tot = tot.sum();
@@ -581,7 +656,10 @@ fn pair_generic<T: Lane, const L: usize, const W: usize, const F: bool>(
                 acc[9][l] = ed.fma::<F>(ea, acc[9][l]);
                 acc[10][l] = ea.fma::<F>(eb, acc[10][l]);
             }
-            Step::Flush => c.flush(&mut acc),
+            Step::Flush => {
+                c.flush(&mut acc);
+                fetch.next();
+            }
         },
     );
     let c = c.sum();
@@ -699,48 +777,67 @@ macro_rules! dispatched {
     };
 }
 
+/// Statistics of one block of a tensor pair (`a` and `b` of equal length).
+///
+/// The AVX-512 and AVX2 copies also use fused multiply-adds where the CPU has them, so the last
+/// bits of the higher moments can differ between machines (never between thread counts).
+pub fn pair_block(a: &[f64], b: &[f64]) -> PairStats {
+    pair_block_ahead(a, b, Ahead::NONE)
+}
+
+/// [`pair_block`] for values exact in `f32` (decoded from a dtype with [`DType::fits_f32`]): twice
+/// the lanes per register. Blocks whose values or differences could overflow or lose their digits
+/// in `f32` powers (see [`f32_safe`]) are widened and take the `f64` kernel, so the result differs
+/// from [`pair_block`]'s only by the rounding of sub-block sums (relative 1.2e-6 at most).
+///
+/// [`DType::fits_f32`]: crate::dtype::DType::fits_f32
+pub fn pair_block_f32(a: &[f32], b: &[f32]) -> PairStats {
+    pair_block_f32_ahead(a, b, Ahead::NONE)
+}
+
 dispatched! {
-    /// Statistics of one block of a tensor pair (`a` and `b` of equal length).
-    ///
-    /// The AVX-512 and AVX2 copies also use fused multiply-adds where the CPU has them, so the
-    /// last bits of the higher moments can differ between machines (never between thread counts).
-    fn pair_block(a: &[f64], b: &[f64]) -> PairStats {
-        avx512: pair_generic::<f64, 8, 8, true>(a, b, keep),
-        avx2: pair_generic::<f64, 4, 4, true>(a, b, keep),
-        portable: pair_generic::<f64, 2, 2, false>(a, b, keep),
+    /// [`pair_block`], requesting the bytes of `ahead` from memory while it computes.
+    fn pair_block_ahead(a: &[f64], b: &[f64], ahead: Ahead<'_>) -> PairStats {
+        avx512: pair_generic::<f64, 8, 8, true>(a, b, keep, ahead),
+        avx2: pair_generic::<f64, 4, 4, true>(a, b, keep, ahead),
+        portable: pair_generic::<f64, 2, 2, false>(a, b, keep, ahead),
     }
 }
 
 dispatched! {
-    /// [`pair_block`] for values exact in `f32` (decoded from a dtype with [`DType::fits_f32`]):
-    /// twice the lanes per register. Blocks whose values or differences could overflow or lose
-    /// their digits in `f32` powers (see [`f32_safe`]) are widened and take the `f64` kernel, so
-    /// the result differs from [`pair_block`]'s only by the rounding of sub-block sums (relative
-    /// 1.2e-6 at most).
-    ///
-    /// [`DType::fits_f32`]: crate::dtype::DType::fits_f32
-    fn pair_block_f32(a: &[f32], b: &[f32]) -> PairStats {
-        avx512: pair_generic::<f32, 16, 8, true>(a, b, widen),
-        avx2: pair_generic::<f32, 8, 4, true>(a, b, widen),
-        portable: pair_generic::<f32, 4, 2, false>(a, b, widen),
+    /// [`pair_block_f32`], requesting the bytes of `ahead` from memory while it computes.
+    fn pair_block_f32_ahead(a: &[f32], b: &[f32], ahead: Ahead<'_>) -> PairStats {
+        avx512: pair_generic::<f32, 16, 8, true>(a, b, widen, ahead),
+        avx2: pair_generic::<f32, 8, 4, true>(a, b, widen, ahead),
+        portable: pair_generic::<f32, 4, 2, false>(a, b, widen, ahead),
+    }
+}
+
+/// Statistics of one block of a single tensor.
+pub fn single_block(x: &[f64]) -> ValueStats {
+    single_block_ahead(x, Ahead::NONE)
+}
+
+/// [`single_block`] for values exact in `f32`, as [`pair_block_f32`] is to [`pair_block`].
+pub fn single_block_f32(x: &[f32]) -> ValueStats {
+    single_block_f32_ahead(x, Ahead::NONE)
+}
+
+dispatched! {
+    /// [`single_block`], requesting the bytes of `ahead` from memory while it computes.
+    fn single_block_ahead(x: &[f64], ahead: Ahead<'_>) -> ValueStats {
+        avx512: single_generic::<f64, 8, 8>(x, keep, ahead),
+        avx2: single_generic::<f64, 4, 4>(x, keep, ahead),
+        portable: single_generic::<f64, 2, 2>(x, keep, ahead),
     }
 }
 
 dispatched! {
-    /// Statistics of one block of a single tensor.
-    fn single_block(x: &[f64]) -> ValueStats {
-        avx512: single_generic::<f64, 8, 8>(x, keep),
-        avx2: single_generic::<f64, 4, 4>(x, keep),
-        portable: single_generic::<f64, 2, 2>(x, keep),
-    }
-}
-
-dispatched! {
-    /// [`single_block`] for values exact in `f32`, as [`pair_block_f32`] is to [`pair_block`].
-    fn single_block_f32(x: &[f32]) -> ValueStats {
-        avx512: single_generic::<f32, 16, 8>(x, widen),
-        avx2: single_generic::<f32, 8, 4>(x, widen),
-        portable: single_generic::<f32, 4, 2>(x, widen),
+    /// [`single_block_f32`], requesting the bytes of `ahead` from memory while it computes.
+    fn single_block_f32_ahead(x: &[f32], ahead: Ahead<'_>) -> ValueStats {
+        avx512: single_generic::<f32, 16, 8>(x, widen, ahead),
+        avx2: single_generic::<f32, 8, 4>(x, widen, ahead),
+        portable: single_generic::<f32, 4, 2>(x, widen, ahead),
     }
 }
 
@@ -944,8 +1041,31 @@ mod tests {
         );
         assert_eq!(
             p.equal,
-            pair_generic::<f64, 2, 2, false>(&a, &b, keep).equal
+            pair_generic::<f64, 2, 2, false>(&a, &b, keep, Ahead::NONE).equal
         );
+    }
+
+    #[test]
+    fn requests_ahead_cover_every_byte_and_change_no_result() {
+        let bytes: Vec<u8> = (0..10_007).map(|i| i as u8).collect();
+        for steps in [1, 7, 64, 500] {
+            let mut fetch = Ahead([&bytes, &bytes[..99]]).spread(steps);
+            for _ in 0..steps {
+                fetch.next();
+            }
+            assert!(
+                fetch.at >= bytes.len() && fetch.step % 64 == 0,
+                "{steps} steps"
+            );
+        }
+        let a: Vec<f32> = (0..5000).map(|i| (i % 97) as f32 * 0.25 - 3.0).collect();
+        let b: Vec<f32> = a.iter().map(|x| x * 1.5 + 0.125).collect();
+        let ahead = Ahead([&bytes, &bytes]);
+        assert_eq!(pair_block_f32_ahead(&a, &b, ahead), pair_block_f32(&a, &b));
+        assert_eq!(single_block_f32_ahead(&a, ahead), single_block_f32(&a));
+        let (a, b) = (widen(&a), widen(&b));
+        assert_eq!(pair_block_ahead(&a, &b, ahead), pair_block(&a, &b));
+        assert_eq!(single_block_ahead(&a, ahead), single_block(&a));
     }
 
     #[test]
