@@ -876,8 +876,9 @@ def bench_size(
     huge = [m.huge_cache for m in run.measurements if m.huge_cache is not None]
     if huge:
         run.notes.append(
-            f"Page cache in 2 MiB folios as each contender started: {min(huge):,.0f}–{max(huge):,.0f} MiB "
-            f"(the files are {run.nbytes / MIB:,.0f} MiB; Linux `nr_file_hugepages`)."
+            f"Page cache held in 2 MiB folios as each contender started (all files; Linux "
+            f"`nr_file_hugepages`): {min(huge):,.0f}–{max(huge):,.0f} MiB, for {run.nbytes / MIB:,.0f} MiB "
+            "in the two files."
         )
     compare_checks(run)
     return run
