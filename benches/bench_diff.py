@@ -873,12 +873,12 @@ def bench_size(
                 f"{kind} timed on {peer.tensors} of {len(specs)} tensors ({100 / peer.scale:.0f} % of the "
                 f"elements, including the largest), times extrapolated ×{peer.scale:.2f} by element count."
             )
-    huge = [m.huge_cache for m in run.measurements if m.huge_cache is not None]
-    if huge:
+    folios = [m.huge_cache for m in run.measurements if m.huge_cache is not None]
+    if folios:
         run.notes.append(
             f"Page cache held in 2 MiB folios as each contender started (all files; Linux "
-            f"`nr_file_hugepages`): {min(huge):,.0f}–{max(huge):,.0f} MiB, for {run.nbytes / MIB:,.0f} MiB "
-            "in the two files."
+            f"`nr_file_hugepages`): {min(folios):,.0f}–{max(folios):,.0f} MiB, for "
+            f"{run.nbytes / MIB:,.0f} MiB in the two files."
         )
     compare_checks(run)
     return run
