@@ -456,3 +456,18 @@ def test_json_output_piped_to_head_exits_0(many_tensors):
 def test_table_output_piped_to_head_exits_0(many_tensors):
     _, err, status = pipe_to_head(["inspect", many_tensors])
     assert status == 0, err
+
+
+def test_diff_and_inspect_start_without_the_statistics_stack(ordered_pair):
+    # scipy (for compare, fingerprint and the registry) takes longer to import than a small diff runs.
+    a, b = ordered_pair
+    code = (
+        "import sys, contextlib, io, modelkin.cli as c\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    assert c.main(['diff', {str(a)!r}, {str(b)!r}, '--json']) == 0\n"
+        f"    assert c.main(['inspect', {str(a)!r}]) == 0\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

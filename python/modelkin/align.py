@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import linear_sum_assignment
 
 from .names import canonical
 from .stats import ValueStats
@@ -259,6 +258,9 @@ def align(a: list[TensorSketch], b: list[TensorSketch]) -> Alignment:
             j = names_b.get(t.canonical)
             if j is not None:
                 score[i, j] += NAME_BONUS
+        # scipy loads on first use: importing it takes longer than a small diff runs.
+        from scipy.optimize import linear_sum_assignment
+
         rows, cols = linear_sum_assignment(-score)
         for i, j in zip(rows, cols):
             ta, tb = ga[i], gb[j]

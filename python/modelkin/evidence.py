@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import norm
 
 from .align import Pairing, sample_z
 from .stats import PairStats
@@ -37,6 +36,9 @@ def log10_sf(z: float) -> float:
     """log10 of the upper tail probability of N(0, 1) at z, accurate far into the tail."""
     if not math.isfinite(z):
         return math.nan
+    # scipy loads on first use: importing it takes longer than a small diff runs.
+    from scipy.stats import norm
+
     return float(norm.logsf(z)) / math.log(10)
 
 

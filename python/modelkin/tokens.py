@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import t as student_t
 
 from .names import layer_index
 
@@ -166,6 +165,9 @@ def token_test(
     s = max(1.0, float(np.std(off, ddof=1))) if off.size > 1 else 1.0
     stat = (float(diag.mean()) - float(off.mean())) / (s * math.sqrt(1 / k + 1 / off.size))
     df = max(off.size - 1, 1)
+    # scipy loads on first use: importing it takes longer than a small diff runs.
+    from scipy.stats import t as student_t
+
     lp = float(student_t.logsf(stat, df)) / math.log(10)
     same = float(np.mean(ids_a[ia] == ids_b[ib]))
     return TokenEvidence(
