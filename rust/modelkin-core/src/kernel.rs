@@ -123,6 +123,42 @@ impl PairStats {
         }
     }
 
+    /// The statistics of a block whose two sides are bit-identical, from those of one side: what
+    /// the pair kernel finds (d = 0 wherever the values are finite), for the work of one side.
+    pub fn identical(s: &ValueStats) -> PairStats {
+        let m = s.moments;
+        let (d_min, d_max) = if m.n > 0 {
+            (0.0, 0.0)
+        } else {
+            (f64::INFINITY, f64::NEG_INFINITY)
+        };
+        PairStats {
+            a: *s,
+            b: *s,
+            d: Moments {
+                n: m.n,
+                ..Moments::default()
+            },
+            d_min,
+            d_max,
+            a_on_pair: m,
+            b_on_pair: m,
+            da: CoMoment {
+                n: m.n,
+                mean_x: 0.0,
+                mean_y: m.mean,
+                c: 0.0,
+            },
+            ab: CoMoment {
+                n: m.n,
+                mean_x: m.mean,
+                mean_y: m.mean,
+                c: m.m2,
+            },
+            equal: s.count,
+        }
+    }
+
     /// Largest |d| (0 when there is no finite pair).
     pub fn max_abs_d(&self) -> f64 {
         if self.d.n == 0 {
@@ -1098,6 +1134,69 @@ mod tests {
         // Not constant after rounding: d varies in its last bits, and says so honestly.
         let p = pair_block(&a, &b);
         assert!(p.d.m2 >= 0.0 && p.d_max > p.d_min);
+    }
+
+    #[test]
+    fn identical_sides_give_what_the_pair_kernel_finds() {
+        let mut x: Vec<f64> = (0..3000)
+            .map(|i| ((i * 7919 % 1013) as f64 - 506.0) * 1e-3 + 0.25)
+            .collect();
+        let narrow: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let wide: Vec<f64> = narrow.iter().map(|&v| v as f64).collect();
+        x[7] = f64::NAN;
+        x[99] = f64::NEG_INFINITY;
+        let cases = [
+            (pair_block(&x, &x), PairStats::identical(&single_block(&x))),
+            (
+                pair_block(&[], &[]),
+                PairStats::identical(&single_block(&[])),
+            ),
+            (
+                pair_block_f32(&narrow, &narrow),
+                PairStats::identical(&single_block_f32(&narrow)),
+            ),
+            (
+                pair_block(&wide, &wide),
+                PairStats::identical(&single_block(&wide)),
+            ),
+        ];
+        for (k, (want, got)) in cases.into_iter().enumerate() {
+            // Counts, extremes and the zero difference are exact; sums agree to their rounding.
+            assert_eq!(
+                (got.a.count, got.a.nan, got.a.neg_inf),
+                (want.a.count, want.a.nan, want.a.neg_inf)
+            );
+            assert_eq!(
+                (got.a.min, got.a.max, got.equal),
+                (want.a.min, want.a.max, want.equal)
+            );
+            assert_eq!(
+                (got.d, got.d_min, got.d_max),
+                (want.d, want.d_min, want.d_max)
+            );
+            assert_eq!(
+                (got.da.n, got.da.c, got.ab.n),
+                (want.da.n, want.da.c, want.ab.n)
+            );
+            assert_eq!(got.b, got.a);
+            // The single and pair kernels group and round their sums differently: each within
+            // its bound (2e-6 relative in f32 lanes; the third moment against Σ|e|³, which
+            // √(m2·m4) bounds).
+            let (g, w) = (got.a.moments, want.a.moments);
+            let tol = if k == 2 { 2e-6 } else { 1e-9 };
+            assert!(
+                rel(g.mean, w.mean) < tol && rel(g.m2, w.m2) < tol,
+                "case {k}"
+            );
+            assert!(rel(g.m4, w.m4) < tol, "case {k}");
+            assert!(
+                (g.m3 - w.m3).abs() <= tol * (w.m2 * w.m4).sqrt(),
+                "case {k}"
+            );
+            assert_eq!((got.b_on_pair, got.a_on_pair), (g, g));
+            // Σ(a − ā)² by squares and by products of the two sides: roundings of positive terms.
+            assert!(got.ab.c == want.ab.c || rel(got.ab.c, want.ab.c) < 1e-6);
+        }
     }
 
     fn rel(x: f64, y: f64) -> f64 {
