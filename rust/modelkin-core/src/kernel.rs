@@ -470,7 +470,8 @@ fn single_generic<T: Lane, const L: usize, const W: usize>(
     let (mut lo, mut hi) = ([T::INF; L], [T::NEG_INF; L]);
     let mut sums = [[T::ZERO; L]; 1];
     let mut total = Totals::<W, 1>::new();
-    // Both sweeps flush once per `TERMS · L` elements and once after a tail.
+    // Both sweeps flush once per `TERMS · L` elements (and once more after a tail, which then
+    // requests nothing).
     let mut fetch = ahead.spread(2 * n.div_ceil(T::TERMS * L));
     sweep1::<T, L>(
         x,
