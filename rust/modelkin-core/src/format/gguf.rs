@@ -23,7 +23,7 @@ use std::collections::HashSet;
 use std::fmt::Display;
 use std::path::Path;
 
-use super::{RowOrder, TensorInfo};
+use super::{first_overlap, RowOrder, TensorInfo};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 
@@ -708,26 +708,16 @@ fn parse_with(path: &Path, bytes: &[u8], keep: bool) -> Result<Header> {
             path, t, alignment, data_start, file_len, &heads,
         )?);
     }
-    tensors.sort_by_key(|t| (t.offset, t.nbytes));
-    // As in safetensors: compare each tensor with the furthest-reaching one before it.
-    let mut reach: Option<&TensorInfo> = None;
-    for t in tensors.iter().filter(|t| t.nbytes > 0) {
-        if let Some(prev) = reach {
-            if prev.offset + prev.nbytes > t.offset {
-                return Err(Error::tensor(
-                    path,
-                    &t.name,
-                    format!(
-                        "data at offset {} overlaps tensor '{}'",
-                        t.offset - data_start,
-                        prev.name
-                    ),
-                ));
-            }
-        }
-        if reach.is_none_or(|p| t.offset + t.nbytes > p.offset + p.nbytes) {
-            reach = Some(t);
-        }
+    if let Some((prev, t)) = first_overlap(&mut tensors) {
+        return Err(Error::tensor(
+            path,
+            &t.name,
+            format!(
+                "data at offset {} overlaps tensor '{}'",
+                t.offset - data_start,
+                prev.name
+            ),
+        ));
     }
     Ok(Header {
         version,

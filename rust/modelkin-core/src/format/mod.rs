@@ -73,6 +73,25 @@ pub fn checked_nbytes(shape: &[u64], dtype: DType) -> Result<u64, String> {
         .ok_or_else(|| format!("shape {shape:?} of {dtype} is larger than 2^64 bytes"))
 }
 
+/// Sorts `tensors` by where their data start and returns the first pair (earlier, later) whose
+/// bytes overlap, if any. Each tensor is compared with the furthest-reaching one before it, not
+/// just its neighbour: an empty tensor in between must not hide an overlap.
+pub fn first_overlap(tensors: &mut [TensorInfo]) -> Option<(&TensorInfo, &TensorInfo)> {
+    tensors.sort_by_key(|t| (t.offset, t.nbytes));
+    let mut reach: Option<&TensorInfo> = None;
+    for t in tensors.iter().filter(|t| t.nbytes > 0) {
+        if let Some(prev) = reach {
+            if prev.offset + prev.nbytes > t.offset {
+                return Some((prev, t));
+            }
+        }
+        if reach.is_none_or(|p| t.offset + t.nbytes > p.offset + p.nbytes) {
+            reach = Some(t);
+        }
+    }
+    None
+}
+
 /// The first bytes of a PyTorch checkpoint in the legacy format (`torch.save` before 1.6, or with
 /// `_use_new_zipfile_serialization=False`): a protocol-2 pickle of torch's magic number.
 const LEGACY_TORCH: &[u8] = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19";

@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 
-use super::TensorInfo;
+use super::{first_overlap, TensorInfo};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 
@@ -141,23 +141,12 @@ pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
         tensors.push(parse_entry(path, &name, &value, data_start, data_len)?);
     }
 
-    tensors.sort_by_key(|t| (t.offset, t.nbytes));
-    // Compare each tensor with the furthest-reaching one before it, not just its neighbour: an empty
-    // tensor in between must not hide an overlap.
-    let mut reach: Option<&TensorInfo> = None;
-    for t in tensors.iter().filter(|t| t.nbytes > 0) {
-        if let Some(prev) = reach {
-            if prev.offset + prev.nbytes > t.offset {
-                return Err(Error::tensor(
-                    path,
-                    &t.name,
-                    format!("data overlaps tensor '{}'", prev.name),
-                ));
-            }
-        }
-        if reach.is_none_or(|p| t.offset + t.nbytes > p.offset + p.nbytes) {
-            reach = Some(t);
-        }
+    if let Some((prev, t)) = first_overlap(&mut tensors) {
+        return Err(Error::tensor(
+            path,
+            &t.name,
+            format!("data overlaps tensor '{}'", prev.name),
+        ));
     }
     Ok(Header {
         header_len,
