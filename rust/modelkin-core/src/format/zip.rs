@@ -431,6 +431,11 @@ pub(crate) mod build {
 
     /// Stored entries named `name` holding `data`.
     pub fn stored<'a>(items: &[(&'a str, &'a [u8])]) -> Vec<u8> {
+        stored_as(items, false)
+    }
+
+    /// [`stored`], with every size and offset in zip64 records when `zip64` is set.
+    pub fn stored_as<'a>(items: &[(&'a str, &'a [u8])], zip64: bool) -> Vec<u8> {
         let items: Vec<Item> = items
             .iter()
             .map(|&(name, data)| Item {
@@ -440,7 +445,7 @@ pub(crate) mod build {
                 pad: 0,
             })
             .collect();
-        archive(&items, false)
+        archive(&items, zip64)
     }
 
     /// The archive's bytes; with `zip64`, every size and offset goes through zip64 records.
@@ -531,7 +536,7 @@ pub(crate) mod build {
 
 #[cfg(test)]
 mod tests {
-    use super::build::{archive, stored, Item};
+    use super::build::{archive, stored, stored_as, Item};
     use super::*;
 
     fn err(bytes: &[u8]) -> String {
@@ -637,15 +642,7 @@ mod tests {
         big[cd + 20..cd + 28].copy_from_slice(&[200, 0, 0, 0, 200, 0, 0, 0]);
         assert!(err(&big).contains("run past the start of the central directory"));
         // Zip64 values past the end.
-        let mut z = archive(
-            &[Item {
-                name: "a",
-                data: &[1; 8],
-                method: 0,
-                pad: 0,
-            }],
-            true,
-        );
+        let mut z = stored_as(&[("a", &[1; 8])], true);
         let cd = z.len() - END_LEN - LOCATOR_LEN - END64_LEN - (CENTRAL_LEN + 1 + 28);
         let extra = cd + CENTRAL_LEN + 1 + 4;
         z[extra + 16..extra + 24].copy_from_slice(&u64::MAX.to_le_bytes());
@@ -701,15 +698,7 @@ mod tests {
         let end = bytes.len() - END_LEN;
         bytes[end + 8..end + 12].copy_from_slice(&[0xfe, 0xff, 0xfe, 0xff]);
         assert!(err(&bytes).contains("more than a"));
-        let mut z = archive(
-            &[Item {
-                name: "a",
-                data: b"1",
-                method: 0,
-                pad: 0,
-            }],
-            true,
-        );
+        let mut z = stored_as(&[("a", b"1")], true);
         let rec = z.len() - END_LEN - LOCATOR_LEN - END64_LEN;
         z[rec + 24..rec + 40].copy_from_slice(&[0xff; 16]);
         assert!(err(&z).contains("more than a"));
@@ -725,15 +714,7 @@ mod tests {
 
     #[test]
     fn a_bad_zip64_locator_is_refused() {
-        let mut z = archive(
-            &[Item {
-                name: "a",
-                data: b"1",
-                method: 0,
-                pad: 0,
-            }],
-            true,
-        );
+        let mut z = stored_as(&[("a", b"1")], true);
         let loc = z.len() - END_LEN - LOCATOR_LEN;
         z[loc + 8..loc + 16].copy_from_slice(&(u64::MAX - 3).to_le_bytes());
         assert!(err(&z).contains("zip64 end record"));
