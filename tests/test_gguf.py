@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from modelkin import InvalidCheckpointError, ModelkinError, UnknownDtypeError, UnsupportedFormatError
 from modelkin.names import canonical
 from models import entry, llama_state, raw_file, write_single
+from mutations import apply, edits
 from test_malformed import FUZZ_EXAMPLES
 
 
@@ -571,10 +572,7 @@ def test_the_fuzz_seed_gguf_is_valid(tmp_path):
 
 
 MUTATION = st.one_of(
-    st.tuples(st.just("set"), st.integers(0, len(VALID) - 1), st.binary(min_size=1, max_size=8)),
-    st.tuples(st.just("insert"), st.integers(0, len(VALID)), st.binary(min_size=1, max_size=8)),
-    st.tuples(st.just("delete"), st.integers(0, len(VALID) - 1), st.integers(1, 16)),
-    st.tuples(st.just("truncate"), st.integers(0, len(VALID) - 1)),
+    edits(len(VALID)),
     # Counts and lengths deserve their own share: u64 fields at the header and at random places.
     st.tuples(
         st.just("set"),
@@ -584,21 +582,6 @@ MUTATION = st.one_of(
         ),
     ),
 )
-
-
-def apply(data: bytes, mutations: list[tuple]) -> bytes:
-    b = bytearray(data)
-    for m in mutations:
-        kind, pos = m[0], min(m[1], len(b))
-        if kind == "set":
-            b[pos : pos + len(m[2])] = m[2]
-        elif kind == "insert":
-            b[pos:pos] = m[2]
-        elif kind == "delete":
-            del b[pos : pos + m[2]]
-        elif kind == "truncate":
-            del b[pos:]
-    return bytes(b)
 
 
 @settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -34,6 +34,7 @@ from models import (
     write_sharded,
 )
 from models import write_single as write_model
+from mutations import apply, edits
 
 #: Examples per fuzz test; raise it (e.g. MODELKIN_FUZZ_EXAMPLES=5000) for a longer hunt.
 FUZZ_EXAMPLES = int(os.environ.get("MODELKIN_FUZZ_EXAMPLES", "150"))
@@ -488,26 +489,8 @@ def read_all(path: Path, other: Path) -> None:
         assert str(path) in msg, msg
 
 
-def apply(data: bytes, mutations: list[tuple]) -> bytes:
-    b = bytearray(data)
-    for m in mutations:
-        kind, pos = m[0], min(m[1], len(b))
-        if kind == "set":
-            b[pos : pos + len(m[2])] = m[2]
-        elif kind == "insert":
-            b[pos:pos] = m[2]
-        elif kind == "delete":
-            del b[pos : pos + m[2]]
-        elif kind == "truncate":
-            del b[pos:]
-    return bytes(b)
-
-
 MUTATION = st.one_of(
-    st.tuples(st.just("set"), st.integers(0, len(VALID) - 1), st.binary(min_size=1, max_size=8)),
-    st.tuples(st.just("insert"), st.integers(0, len(VALID)), st.binary(min_size=1, max_size=8)),
-    st.tuples(st.just("delete"), st.integers(0, len(VALID) - 1), st.integers(1, 16)),
-    st.tuples(st.just("truncate"), st.integers(0, len(VALID) - 1)),
+    edits(len(VALID)),
     # The length prefix deserves its own share of attention.
     st.tuples(st.just("set"), st.just(0), st.integers(0, 2**64 - 1).map(lambda n: n.to_bytes(8, "little"))),
 )
