@@ -281,7 +281,6 @@ impl<'a> Source<'a> {
 #[derive(Default)]
 struct Releases<'a> {
     pending: Vec<(&'a MappedFile, u64, u64)>,
-    bytes: u64,
 }
 
 impl<'a> Releases<'a> {
@@ -300,8 +299,8 @@ impl<'a> Releases<'a> {
             Some((_, s, e)) => (*s, *e) = ((*s).min(start), (*e).max(end)),
             None => self.pending.push((file, start, end)),
         }
-        self.bytes += len;
-        if self.bytes >= Self::BATCH || self.pending.len() > Self::RANGES {
+        let bytes: u64 = self.pending.iter().map(|(_, s, e)| e - s).sum();
+        if bytes >= Self::BATCH || self.pending.len() > Self::RANGES {
             self.flush();
         }
     }
@@ -310,7 +309,6 @@ impl<'a> Releases<'a> {
         for (file, start, end) in self.pending.drain(..) {
             file.release(start, end - start);
         }
-        self.bytes = 0;
     }
 }
 
