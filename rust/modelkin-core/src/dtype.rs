@@ -333,17 +333,7 @@ fn decode_generic(dtype: DType, bytes: &[u8], out: &mut [f64]) {
                 *o = f32::from_bits((u16::from_le_bytes(*c) as u32) << 16) as f64;
             }
         }
-        DType::Q4_0
-        | DType::Q4_1
-        | DType::Q5_0
-        | DType::Q5_1
-        | DType::Q8_0
-        | DType::Q2_K
-        | DType::Q3_K
-        | DType::Q4_K
-        | DType::Q5_K
-        | DType::Q6_K
-        | DType::Q8_K => crate::quant::dequantize(dtype, bytes, out),
+        _ if dtype.is_quantized() => crate::quant::dequantize(dtype, bytes, out),
         _ => {
             // Other narrow dtypes: through f32, which holds them exactly.
             let mut stage = [0.0f32; STAGE];
