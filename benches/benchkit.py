@@ -25,7 +25,7 @@ def log(msg: str) -> None:
 
 
 def first_state(built: tuple[State, Any]) -> State:
-    """The state dict of a ``(state, info)`` pair returned by the generators in tests/derive.py."""
+    """The state dict of a ``(state, info)`` pair returned by the generators in tests/support/derive.py."""
     return built[0]
 
 

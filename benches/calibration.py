@@ -3,10 +3,10 @@
 
 The null is built from models that share nothing but their architecture: models trained (briefly, in
 numpy) from their own initialisations on their own samples of one data source, and untrained fresh
-initialisations (``tests/derive.py``). Every pair of them is compared; the model-level ``log10_p``
+initialisations (``tests/support/derive.py``). Every pair of them is compared; the model-level ``log10_p``
 must stay above the kin threshold, and the per-tensor p-values should be Uniform(0, 1) — the per-tensor
 z scores N(0, 1) — which the report checks by tensor group, since trained models share structure in
-the rows tied to tokens (embedding, output head). The relatives of ``tests/derive.py`` (copies, casts,
+the rows tied to tokens (embedding, output head). The relatives of ``tests/support/derive.py`` (copies, casts,
 quantized, scaled, noised, fine-tuned, layer-dropped, vocabulary-extended, each also with every tensor
 of B renamed) are compared with their bases, and every verdict goes into a confusion table. The report
 is printed and written to ``benches/CALIBRATION.md``. See ``benches/README.md``::
@@ -42,8 +42,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-# tests/derive.py holds the generators shared with the acceptance tests.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+# tests/support/derive.py holds the generators shared with the acceptance tests.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "support"))
 
 import derive
 import modelkin
@@ -528,7 +528,7 @@ def relatives_section(run: Run, chosen: Sequence[Base]) -> list[str]:
     out = [
         "## (d) Model-level `log10_p` of true relatives",
         "",
-        f"Each case of `tests/derive.py` is built from {len(chosen)} bases "
+        f"Each case of `tests/support/derive.py` is built from {len(chosen)} bases "
         f"({', '.join(b.label for b in chosen)}; the derivations' seeds vary with the base, and init seed 0 "
         "gives the tests' own models) and compared with its base, by name and with every tensor of B "
         f"renamed. *worst*: the least kin-like comparison; it should be far below {KIN_LOG10_P:g}.",

@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
 """Evaluation of ``Registry.identify``: does a suspect's true base rank first among many registered models?
 
-Several independent base models (fresh initialisations and briefly trained ones, ``tests/derive.py``) are
-fingerprinted into a fresh registry together with independent distractors. Every relative of
-``tests/derive.py`` (copies, Llama3-V, noised, casts, int8, scaled, fine-tuned, permuted MLP units,
-dropped layers, extended vocabulary) is derived from every base and identified against the whole
-registry; so are independent suspects, which have no ancestor in it. The report gives the top-1
-accuracy per kind of relative, the AUROC of kin against non-kin (−log10 p as the score), the false
-positives at the default threshold, the relations returned for the true bases, and the cost: identify
-time per suspect and per registered entry, fingerprint size and time. It is printed and written to
-``benches/IDENTIFY.md``. See ``benches/README.md``::
+Several independent base models (fresh initialisations and briefly trained ones,
+``tests/support/derive.py``) are fingerprinted into a fresh registry together with independent
+distractors. Every relative of ``tests/support/derive.py`` (copies, Llama3-V, noised, casts, int8,
+scaled, fine-tuned, permuted MLP units, dropped layers, extended vocabulary) is derived from every base
+and identified against the whole registry; so are independent suspects, which have no ancestor in it. The
+report gives the top-1 accuracy per kind of relative, the AUROC of kin against non-kin (−log10 p as the
+score), the false positives at the default threshold, the relations returned for the true bases, and the
+cost: identify time per suspect and per registered entry, fingerprint size and time. It is printed and
+written to ``benches/IDENTIFY.md``. See ``benches/README.md``::
 
     python benches/identify_eval.py            # 4 bases + 16 distractors registered, 16 independent suspects
     python benches/identify_eval.py --check    # exit 1: a gated relative missed, or a false positive
@@ -42,8 +42,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-# tests/derive.py holds the generators shared with the acceptance tests.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+# tests/support/derive.py holds the generators shared with the acceptance tests.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "support"))
 
 import derive
 import modelkin
@@ -122,8 +122,8 @@ class Kind:
     gated: bool
 
 
-#: The relatives of tests/derive.py (the "A is the child" fine-tune of calibration.py has no meaning here:
-#: the registry holds the parents).
+#: The relatives of tests/support/derive.py (the "A is the child" fine-tune of calibration.py has no meaning
+#: here: the registry holds the parents).
 KINDS: tuple[Kind, ...] = (
     Kind("exact", "bit-exact copy", lambda s, k: derive.exact_copy(s), "identical", True),
     Kind(

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """How much do per-layer std profiles of *independent* models correlate? The known weakness of the
-"weight-std fingerprint", measured on the controls of ``tests/derive.py`` and on a depth-scaled recipe.
+"weight-std fingerprint", measured on the controls of ``tests/support/derive.py`` and on a depth-scaled
+recipe.
 
 For each group of models, every pair is fingerprinted and compared with ``modelkin.profiles``; the
 report gives, over the pairs, the median and the largest per-pair r (the median over kinds of tensor of
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "support"))
 
 import derive
 import modelkin

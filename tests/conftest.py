@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+# The model builders and derivation helpers live in tests/support/ and are imported by their module names
+# (``from models import ...``), by the tests and by the scripts in benches/. Nothing there is a test.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
+
 from models import llama_state, noised, write_sharded, write_single
+
+collect_ignore = ["support"]
 
 
 @pytest.fixture(scope="session")

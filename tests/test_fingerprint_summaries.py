@@ -225,7 +225,7 @@ def test_a_change_between_the_sampled_positions_is_seen_by_the_digest(tmp_path: 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """Four independently trained controls (tests/derive.py), each with the same tokenizer."""
+    """Four independently trained controls (tests/support/derive.py), each with the same tokenizer."""
     d = tmp_path_factory.mktemp("trained")
     return [
         write_model(d / f"t{k}", derive.independently_trained(201 + k, 1 + k)[0], WORDS) for k in range(4)
