@@ -11,7 +11,6 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from safetensors.numpy import save_file
@@ -22,11 +21,6 @@ State = dict[str, np.ndarray]
 def log(msg: str) -> None:
     """Progress on stderr."""
     print(msg, file=sys.stderr, flush=True)
-
-
-def first_state(built: tuple[State, Any]) -> State:
-    """The state dict of a ``(state, info)`` pair returned by the generators in tests/support/derive.py."""
-    return built[0]
 
 
 def write(folder: Path, name: str, state: State) -> Path:

@@ -6,7 +6,7 @@ numpy) from their own initialisations on their own samples of one data source, a
 initialisations (``tests/support/derive.py``). Every pair of them is compared; the model-level ``log10_p``
 must stay above the kin threshold, and the per-tensor p-values should be Uniform(0, 1) — the per-tensor
 z scores N(0, 1) — which the report checks by tensor group, since trained models share structure in
-the rows tied to tokens (embedding, output head). The relatives of ``tests/support/derive.py`` (copies, casts,
+the rows tied to tokens (embedding, output head). The relatives of ``tests/support/cases.py`` (copies, casts,
 quantized, scaled, noised, fine-tuned, layer-dropped, vocabulary-extended, each also with every tensor
 of B renamed) are compared with their bases, and every verdict goes into a confusion table. The report
 is printed and written to ``benches/CALIBRATION.md``. See ``benches/README.md``::
@@ -42,12 +42,14 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-# tests/support/derive.py holds the generators shared with the acceptance tests.
+# tests/support holds the generators (derive.py) and the derivation cases (cases.py) shared with the
+# acceptance tests.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "support"))
 
 import derive
 import modelkin
-from benchkit import count, cpu_model, file_sha, first_state, frac, log, lp, table, write, write_atomically
+from benchkit import count, cpu_model, file_sha, frac, log, lp, table, write, write_atomically
+from cases import CASES, RENAME_SEED
 from modelkin.compare import CompareResult
 from modelkin.demo import DemoShape
 from modelkin.verdict import KIN_LOG10_P, RELATIONS, Verdict
@@ -59,10 +61,6 @@ State = dict[str, np.ndarray]
 #: Seeds of the null models, as in tests/test_verdicts.py: trained i has init seed 201 + i and data seed
 #: 1 + i; untrained i has seed 101 + i. Relatives' bases use seeds 0, 1, … (disjoint from both).
 TRAINED_SEED, DATA_SEED, INIT_SEED = 201, 1, 101
-#: Seed of the renaming applied to B in the "B renamed" runs (the tests' ``~renamed`` models).
-RENAME_SEED = 101
-#: Parameters of the derivations, as in tests/test_verdicts.py.
-EXTRA_ROWS, DROPPED, SCALE = 1000, (1, 2), 1.5
 #: Tensors whose rows are tied to tokens: where trained models share structure.
 TOKEN_ROWS = re.compile(r"(embed_tokens|lm_head)")
 #: Tensor groups of the per-tensor tables: (label, predicate on the name of A's tensor).
@@ -77,54 +75,6 @@ GROUPS: tuple[tuple[str, Callable[[str], bool]], ...] = (
 # --------------------------------------------------------------------------------------------------------
 # Models
 # --------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Case:
-    """One derived model: how it is built from its base, and the relation the verdict should name.
-
-    ``expected`` is None where any related verdict is right (the tests ask only for ``related``).
-    ``swap`` compares the base against the derived model the other way round (B is the parent).
-    """
-
-    name: str
-    build: Callable[[State, int], State]
-    expected: str | None
-    six_layers: bool = False
-    swap: bool = False
-    rename_b: bool = True
-
-
-#: The derivations of tests/test_verdicts.py; ``k`` (the base's index) varies their seeds, and k = 0
-#: reproduces the tests' models on base 0.
-CASES: tuple[Case, ...] = (
-    Case("exact", lambda s, k: derive.exact_copy(s), "identical"),
-    Case(
-        "renamed", lambda s, k: first_state(derive.renamed(s, seed=3 + 1000 * k)), "identical", rename_b=False
-    ),
-    Case(
-        "llama3v",
-        lambda s, k: first_state(derive.llama3v(s, seed=31 + 1000 * k)),
-        "noised_copy",
-        rename_b=False,
-    ),
-    Case("noised", lambda s, k: derive.noised(s, derive.LLAMA3V_SIGMA, seed=41 + 1000 * k), "noised_copy"),
-    Case("bf16", lambda s, k: derive.cast(s, "bf16"), "cast_copy"),
-    Case("f16", lambda s, k: derive.cast(s, "f16"), "cast_copy"),
-    Case("int8", lambda s, k: derive.int8_quantized(s), "quantized_copy"),
-    Case("scaled", lambda s, k: derive.scaled(s, SCALE), "scaled_copy"),
-    Case("fine_tune", lambda s, k: first_state(derive.fine_tuned(s, seed=5 + 1000 * k)), "fine_tune"),
-    Case(
-        "fine_tune (A is the child)",
-        lambda s, k: first_state(derive.fine_tuned(s, seed=5 + 1000 * k)),
-        "fine_tune",
-        swap=True,
-        rename_b=False,
-    ),
-    Case("neurons", lambda s, k: first_state(derive.neurons_permuted(s, 7 + 1000 * k, 1e-3)), None),
-    Case("dropped", lambda s, k: first_state(derive.layers_dropped(s, DROPPED)), None, six_layers=True),
-    Case("vocab", lambda s, k: derive.vocab_extended(s, EXTRA_ROWS, seed=9 + 1000 * k), None),
-)
 
 
 @dataclass(frozen=True)
@@ -271,7 +221,7 @@ def relative_comparisons(
         states = {False: base.make(derive.SHAPE), True: base.make(derive.SHAPE6)}
         base_paths = {six: write(folder, f"base{base.index}-{six}", s) for six, s in states.items()}
         for case in CASES:
-            state = case.build(states[case.six_layers], base.index)
+            state = case.state(states[case.six_layers], base.index)
             derived = write(folder, f"derived{base.index}", state)
             parent = base_paths[case.six_layers]
             a, b = (derived, parent) if case.swap else (parent, derived)
@@ -528,7 +478,7 @@ def relatives_section(run: Run, chosen: Sequence[Base]) -> list[str]:
     out = [
         "## (d) Model-level `log10_p` of true relatives",
         "",
-        f"Each case of `tests/support/derive.py` is built from {len(chosen)} bases "
+        f"Each case of `tests/support/cases.py` is built from {len(chosen)} bases "
         f"({', '.join(b.label for b in chosen)}; the derivations' seeds vary with the base, and init seed 0 "
         "gives the tests' own models) and compared with its base, by name and with every tensor of B "
         f"renamed. *worst*: the least kin-like comparison; it should be far below {KIN_LOG10_P:g}.",

@@ -3,7 +3,7 @@
 
 Several independent base models (fresh initialisations and briefly trained ones,
 ``tests/support/derive.py``) are fingerprinted into a fresh registry together with independent
-distractors. Every relative of ``tests/support/derive.py`` (copies, Llama3-V, noised, casts, int8,
+distractors. Every relative of ``tests/support/cases.py`` (copies, Llama3-V, noised, casts, int8,
 scaled, fine-tuned, permuted MLP units, dropped layers, extended vocabulary) is derived from every base
 and identified against the whole registry; so are independent suspects, which have no ancestor in it. The
 report gives the top-1 accuracy per kind of relative, the AUROC of kin against non-kin (−log10 p as the
@@ -42,12 +42,14 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-# tests/support/derive.py holds the generators shared with the acceptance tests.
+# tests/support holds the generators (derive.py) and the derivation cases (cases.py) shared with the
+# acceptance tests.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "support"))
 
 import derive
 import modelkin
-from benchkit import count, cpu_model, file_sha, first_state, frac, log, lp, table, write, write_atomically
+from benchkit import count, cpu_model, file_sha, frac, log, lp, table, write, write_atomically
+from cases import CASES, DROPPED, EXTRA_ROWS, RENAME_SEED, SCALE, Case
 from modelkin.registry import Match
 from modelkin.verdict import KIN_LOG10_P, RELATIONS
 
@@ -59,12 +61,6 @@ State = dict[str, np.ndarray]
 #: (201/1 is calibration.py's first trained model). Every model has its own init seed: a trained model
 #: keeps its seed's initialisation in every tensor it does not train, so no two models may share one.
 INIT_SEED, TRAINED_SEED, DATA_SEED = 0, 201, 1
-#: Seed of the renaming applied to the "renamed" independent suspects (as calibration.py's B renamed).
-RENAME_SEED = 101
-#: Parameters of the derivations, as in tests/test_verdicts.py; the layers are dropped from the
-#: registered 4-layer base itself (two of its four layers), so that the pruned child's ancestor is the
-#: registered model and not a 6-layer sibling of it.
-EXTRA_ROWS, DROPPED, SCALE = 1000, (1, 2), 1.5
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -111,75 +107,47 @@ def models(counts: Sequence[tuple[str, int, int]]) -> list[Model]:
 
 @dataclass(frozen=True)
 class Kind:
-    """One kind of relative: how it is derived from its base (``k``, the base's index, varies the seeds),
-    the relation ``compare`` should name (None: any related one), and whether ``--check`` requires its
-    true base to rank first."""
+    """One kind of relative: a case of ``tests/support/cases.py`` (how it is derived from its base, ``k``
+    the base's index varying the seeds, and the relation ``compare`` should name, None: any related one),
+    how the report describes it, and whether ``--check`` requires its true base to rank first."""
 
-    name: str
+    case: Case
     recipe: str
-    build: Callable[[State, int], State]
-    expected: str | None
     gated: bool
 
+    @property
+    def name(self) -> str:
+        """The case's name."""
+        return self.case.name
 
-#: The relatives of tests/support/derive.py (the "A is the child" fine-tune of calibration.py has no meaning
-#: here: the registry holds the parents).
-KINDS: tuple[Kind, ...] = (
-    Kind("exact", "bit-exact copy", lambda s, k: derive.exact_copy(s), "identical", True),
-    Kind(
-        "renamed",
-        "every tensor under an unrelated name, shuffled",
-        lambda s, k: first_state(derive.renamed(s, seed=3 + 1000 * k)),
-        "identical",
-        True,
-    ),
-    Kind(
-        "llama3v",
-        "N(0, 1.4e-3²) added, then renamed",
-        lambda s, k: first_state(derive.llama3v(s, seed=31 + 1000 * k)),
-        "noised_copy",
-        True,
-    ),
-    Kind(
-        "noised",
-        "N(0, 1.4e-3²) added",
-        lambda s, k: derive.noised(s, derive.LLAMA3V_SIGMA, seed=41 + 1000 * k),
-        "noised_copy",
-        True,
-    ),
-    Kind("bf16", "cast to bf16", lambda s, k: derive.cast(s, "bf16"), "cast_copy", True),
-    Kind("f16", "cast to f16", lambda s, k: derive.cast(s, "f16"), "cast_copy", True),
-    Kind("int8", "per-row int8 round trip", lambda s, k: derive.int8_quantized(s), "quantized_copy", True),
-    Kind("scaled", f"every tensor × {SCALE}", lambda s, k: derive.scaled(s, SCALE), "scaled_copy", False),
-    Kind(
-        "fine_tune",
-        "low-rank + sparse updates, 4–12 % of ‖W‖",
-        lambda s, k: first_state(derive.fine_tuned(s, seed=5 + 1000 * k)),
-        "fine_tune",
-        False,
-    ),
-    Kind(
-        "neurons",
-        "MLP units permuted + N(0, 1e-3²)",
-        lambda s, k: first_state(derive.neurons_permuted(s, 7 + 1000 * k, 1e-3)),
-        None,
-        True,
-    ),
-    Kind(
-        "dropped",
-        f"layers {list(DROPPED)} of 4 dropped",
-        lambda s, k: first_state(derive.layers_dropped(s, DROPPED)),
-        None,
-        True,
-    ),
-    Kind(
-        "vocab",
-        f"{EXTRA_ROWS} vocabulary rows appended",
-        lambda s, k: derive.vocab_extended(s, EXTRA_ROWS, seed=9 + 1000 * k),
-        None,
-        False,
-    ),
-)
+    @property
+    def expected(self) -> str | None:
+        """The relation ``compare`` should name (None: any related one)."""
+        return self.case.expected
+
+
+#: Per case: how the report describes it, and whether ``--check`` requires its true base to rank first.
+ABOUT: dict[str, tuple[str, bool]] = {
+    "exact": ("bit-exact copy", True),
+    "renamed": ("every tensor under an unrelated name, shuffled", True),
+    "llama3v": ("N(0, 1.4e-3²) added, then renamed", True),
+    "noised": ("N(0, 1.4e-3²) added", True),
+    "bf16": ("cast to bf16", True),
+    "f16": ("cast to f16", True),
+    "int8": ("per-row int8 round trip", True),
+    "scaled": (f"every tensor × {SCALE}", False),
+    "fine_tune": ("low-rank + sparse updates, 4–12 % of ‖W‖", False),
+    "neurons": ("MLP units permuted + N(0, 1e-3²)", True),
+    "dropped": (f"layers {list(DROPPED)} of 4 dropped", True),
+    "vocab": (f"{EXTRA_ROWS} vocabulary rows appended", False),
+}
+
+#: The cases of tests/support/cases.py but the swapped ones (the "A is the child" fine-tune of
+#: calibration.py has no meaning here: the registry holds the parents). Every case is derived from the
+#: registered 4-layer base itself, the layer-dropping one included (two of its four layers; the
+#: catalogue's ``six_layers`` is not used here), so that the pruned child's ancestor is the registered
+#: model and not a 6-layer sibling of it.
+KINDS: tuple[Kind, ...] = tuple(Kind(c, *ABOUT[c.name]) for c in CASES if not c.swap)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -337,14 +305,14 @@ def identify_relatives(
     for k, base in enumerate(bases):
         log(f"identifying the relatives of {base.name}")
         for kind in KINDS:
-            path = write(folder, f"child-{kind.name}", kind.build(states[base.name], k))
+            path = write(folder, f"child-{kind.name}", kind.case.state(states[base.name], k))
             run.results.append(
                 identify(
                     registry,
                     path,
                     suspect=f"{kind.name} of {base.name}",
                     kind=kind.name,
-                    renamed=kind.name in ("renamed", "llama3v"),
+                    renamed=kind.case.renames,
                     base=base.name,
                     threads=threads,
                 )

@@ -1,9 +1,10 @@
 """``modelkin.compare`` on a matrix of known derivations of one small Llama-shaped model.
 
-Each derived model is built deterministically (``derive.py``), written with the official safetensors
-writer and compared against its base; the verdict must name the derivation. The controls are
-independent models: fresh initialisations, and models trained briefly from fresh initialisations on
-their own samples of one data source (trained models share structure that random ones do not).
+Each derived model is built deterministically (the cases of ``support/cases.py``), written with the
+official safetensors writer and compared against its base; the verdict must name the derivation. The
+controls are independent models: fresh initialisations, and models trained briefly from fresh
+initialisations on their own samples of one data source (trained models share structure that random
+ones do not).
 Every case is run once more with every tensor of B renamed, which must not change the relation.
 """
 
@@ -22,14 +23,12 @@ import derive
 import modelkin
 import numpy as np
 import pytest
+from cases import CASE, CASES, DROPPED, EXTRA_ROWS, RENAME_SEED, SCALE
 from modelkin.compare import COMPARE_SCHEMA, CompareResult
 from modelkin.names import layer_index
 from models import write_single
 
 V = derive.SHAPE.vocab
-EXTRA_ROWS = 1000
-DROPPED = (1, 2)
-SCALE = 1.5
 
 State = dict[str, np.ndarray]
 
@@ -46,19 +45,12 @@ class Zoo:
         self._recipes: dict[str, Callable[[], State]] = {
             "base": lambda: derive.base(0),
             "base6": lambda: derive.base(0, derive.SHAPE6),
-            "exact": lambda: derive.exact_copy(self.state("base")),
-            "renamed": lambda: self._keep("renamed", derive.renamed(self.state("base"), seed=3)),
-            "llama3v": lambda: self._keep("llama3v", derive.llama3v(self.state("base"), seed=31)),
-            "noised": lambda: derive.noised(self.state("base"), derive.LLAMA3V_SIGMA, seed=41),
-            "bf16": lambda: derive.cast(self.state("base"), "bf16"),
-            "f16": lambda: derive.cast(self.state("base"), "f16"),
-            "int8": lambda: derive.int8_quantized(self.state("base")),
-            "scaled": lambda: derive.scaled(self.state("base"), SCALE),
-            "fine_tune": lambda: self._keep("fine_tune", derive.fine_tuned(self.state("base"), seed=5)),
-            "neurons": lambda: self._keep("neurons", derive.neurons_permuted(self.state("base"), 7, 1e-3)),
-            "dropped": lambda: self._keep("dropped", derive.layers_dropped(self.state("base6"), DROPPED)),
-            "vocab": lambda: derive.vocab_extended(self.state("base"), EXTRA_ROWS, seed=9),
         }
+        for case in CASES:
+            if not case.swap:  # a swapped case is its unswapped one's model, compared the other way round
+                self._recipes[case.name] = lambda case=case: self._keep(
+                    case.name, case.build(self.state(base_of(case.name)), 0)
+                )
         for seed in INIT_SEEDS:
             self._recipes[f"init{seed}"] = lambda seed=seed: derive.independent_init(seed)
         for seed, data_seed in TRAINED_SEEDS:
@@ -76,7 +68,7 @@ class Zoo:
         if name not in self.states:
             if name.endswith("~renamed"):
                 plain = name.removesuffix("~renamed")
-                state, mapping = derive.renamed(self.state(plain), seed=101)
+                state, mapping = derive.renamed(self.state(plain), seed=RENAME_SEED)
                 self.info[name] = mapping
             else:
                 state = self._recipes[name]()
@@ -120,7 +112,7 @@ def describe(res: CompareResult) -> str:
 
 
 def base_of(case: str) -> str:
-    return "base6" if case == "dropped" else "base"
+    return "base6" if case in CASE and CASE[case].six_layers else "base"
 
 
 # -- copies -------------------------------------------------------------------------------------------
@@ -285,19 +277,8 @@ def test_independent_models_are_independent(zoo: Zoo, a: str, b: str) -> None:
 
 # -- the same with every tensor of B renamed -----------------------------------------------------------
 
-EXPECTED = {
-    "exact": "identical",
-    "noised": "noised_copy",
-    "bf16": "cast_copy",
-    "f16": "cast_copy",
-    "int8": "quantized_copy",
-    "scaled": "scaled_copy",
-    "fine_tune": "fine_tune",
-    "neurons": None,  # related; the relation must match the named comparison's
-    "dropped": None,
-    "vocab": None,
-    "init101": "independent",
-}
+# None: related; the relation must match the named comparison's.
+EXPECTED = {c.name: c.expected for c in CASES if c.rename_b} | {"init101": "independent"}
 
 
 @pytest.mark.parametrize("case", list(EXPECTED))
