@@ -13,7 +13,7 @@ they differ::
 from __future__ import annotations
 
 from . import errors
-from ._modelkin import __version__
+from ._engine import __version__
 from .behavior import BehaviorResult, compare_behavior
 from .checkpoint import CheckpointInfo, TensorInfo, gguf_metadata, open
 from .compare import CompareResult, compare, compare_fingerprints

@@ -39,7 +39,7 @@ from typing import Any, Union
 import numpy as np
 import numpy.typing as npt
 
-from .diff import json_safe
+from ._util import json_safe
 
 __all__ = [
     "BEHAVIOR_SCHEMA",

@@ -20,19 +20,16 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
+from ._util import json_safe, num
 from .behavior import compare_behavior
 from .cli_behavior import add_behavior_parser, run_behavior
 from .compare import CompareResult, compare
-from .diff import DiffResult, InspectResult, diff, inspect, json_safe
+from .diff import DiffResult, InspectResult, diff, inspect
 from .errors import ModelkinError
 from .fingerprint import FORMAT, fingerprint
 from .registry import Registry
 
 __all__ = ["main"]
-
-
-def _num(x: float, fmt: str = ".3g") -> str:
-    return "–" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, fmt)
 
 
 def _shape(shape: Sequence[int]) -> str:
@@ -167,12 +164,12 @@ def _print_inspect(res: InspectResult, out: Console) -> None:
             r.name,
             r.dtype,
             _shape(r.shape),
-            _num(s.mean),
-            _num(s.std),
-            _num(s.skewness, ".2f"),
-            _num(s.kurtosis, ".2f"),
-            _num(s.min),
-            _num(s.max),
+            num(s.mean),
+            num(s.std),
+            num(s.skewness, ".2f"),
+            num(s.kurtosis, ".2f"),
+            num(s.min),
+            num(s.max),
             f"{s.nan}/{s.inf}" if s.nan or s.inf else "",
         )
     out.print(t)
@@ -195,11 +192,11 @@ def _print_diff(res: DiffResult, out: Console, top: int) -> None:
             p.name,
             _shape(p.shape),
             dt,
-            _num(s.d.std),
-            _num(s.d.mean if s.n else math.nan),
-            _num(s.max_abs_d),
-            _num(s.rel_change),
-            _num(s.one_minus_cosine),
+            num(s.d.std),
+            num(s.d.mean if s.n else math.nan),
+            num(s.max_abs_d),
+            num(s.rel_change),
+            num(s.one_minus_cosine),
             f"{100 * s.equal_fraction:.1f}%" if math.isfinite(s.equal_fraction) else "–",
         )
     out.print(t)
@@ -214,10 +211,10 @@ def _print_diff(res: DiffResult, out: Console, top: int) -> None:
     out.print(
         f"[bold]totals[/]: {tot['pairs']} pairs, {tot['elements']:,} elements, "
         f"{100 * tot['equal_fraction'] if tot['pairs'] else 0:.2f}% bit-equal; "
-        f"σ(d) = {_num(tot['d_std'])} over the model "
-        f"(per tensor {_num(tot['d_std_min'])} … {_num(tot['d_std_max'])}), "
-        f"mean(d) = {_num(tot['d_mean'])}, skew {_num(tot['d_skewness'], '.2f')}, "
-        f"excess kurtosis {_num(tot['d_kurtosis'], '.2f')}, 1−cos = {_num(tot['one_minus_cosine'])}"
+        f"σ(d) = {num(tot['d_std'])} over the model "
+        f"(per tensor {num(tot['d_std_min'])} … {num(tot['d_std_max'])}), "
+        f"mean(d) = {num(tot['d_mean'])}, skew {num(tot['d_skewness'], '.2f')}, "
+        f"excess kurtosis {num(tot['d_kurtosis'], '.2f')}, 1−cos = {num(tot['one_minus_cosine'])}"
     )
     out.print(f"{res.seconds:.2f} s on {res.threads} thread(s)")
 
@@ -270,12 +267,12 @@ def _print_compare(res: CompareResult, out: Console, top: int) -> None:
             "=" if e.pairing.b == e.pairing.a else e.pairing.b,
             e.pairing.method,
             e.kind + ("" if e.informative else "*"),
-            _num(e.log10_p, ".1f"),
-            _num(s.d.std),
-            _num(s.d.skewness, ".2f"),
-            _num(s.d.kurtosis, ".2f"),
-            _num(s.corr_d_a, ".2f"),
-            _num(s.one_minus_cosine),
+            num(e.log10_p, ".1f"),
+            num(s.d.std),
+            num(s.d.skewness, ".2f"),
+            num(s.d.kurtosis, ".2f"),
+            num(s.corr_d_a, ".2f"),
+            num(s.one_minus_cosine),
         )
     out.print(t)
     out.print("* not counted towards the verdict (small, 1-D or fixed tensors)")
@@ -299,7 +296,7 @@ def _run_registry(args: argparse.Namespace, out: Console) -> int:
             t.add_column(col, justify="right" if col in ("rank", "log10 p", "shared") else "left")
         for i, m in enumerate(matches, 1):
             t.add_row(
-                str(i), m.name, m.relation, _num(m.log10_p, ".1f"), f"{m.shared_fraction:.0%}", m.sentence
+                str(i), m.name, m.relation, num(m.log10_p, ".1f"), f"{m.shared_fraction:.0%}", m.sentence
             )
         out.print(t)
         return 0
@@ -434,8 +431,8 @@ def _run(args: argparse.Namespace) -> int:
         tot = res.totals()
         out.print(
             "\n[bold]What to notice:[/] b − a has mean ≈ 0, no skew, no excess kurtosis, and the "
-            f"[bold]same σ ≈ {_num(tot['d_std'])}[/] in every tensor "
-            f"(from {_num(tot['d_std_min'])} to {_num(tot['d_std_max'])}), "
+            f"[bold]same σ ≈ {num(tot['d_std'])}[/] in every tensor "
+            f"(from {num(tot['d_std_min'])} to {num(tot['d_std_max'])}), "
             "in projections whose weights are ~0.02 and in norm gains that are ~1.0 alike. Training never "
             "changes weights like that; adding noise on purpose does."
         )

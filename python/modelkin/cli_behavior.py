@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from ._util import num
 from .behavior import PANEL_RULE, BehaviorResult, compare_behavior
 from .errors import ModelkinError
 
@@ -63,10 +63,6 @@ def _console(stream: Any) -> Console:
     return _Console(file=stream, width=width, highlight=False, color_system=None if no_color else "auto")
 
 
-def _num(x: float | None, fmt: str = ".3g") -> str:
-    return "–" if x is None or not math.isfinite(x) else format(x, fmt)
-
-
 def print_behavior(res: BehaviorResult, out: Console) -> None:
     """The behavioural comparison as a table with its sentence, notes and the panel rule."""
     out.print(f"[bold]{res.n_items} items[/] common to {len(res.models)} models")
@@ -86,17 +82,17 @@ def print_behavior(res: BehaviorResult, out: Console) -> None:
         row = [
             p.a,
             p.b,
-            *([_num(p.agreement, ".3f")] if answers else []),
+            *([num(p.agreement, ".3f")] if answers else []),
             f"{p.errors_a}/{p.errors_b}",
             str(p.shared_errors),
             *([same] if answers else []),
-            _num(p.expected_shared_errors, ".1f"),
-            _num(p.kappa, ".3f"),
-            f"{_num(p.kappa_ci[0], '.3f')}–{_num(p.kappa_ci[1], '.3f')}",
-            _num(p.log10_p, ".1f"),
+            num(p.expected_shared_errors, ".1f"),
+            num(p.kappa, ".3f"),
+            f"{num(p.kappa_ci[0], '.3f')}–{num(p.kappa_ci[1], '.3f')}",
+            num(p.log10_p, ".1f"),
         ]
         if res.panel:
-            row += [_num(p.panel_z, ".1f"), "[bold red]stands out[/]" if p.flagged else ""]
+            row += [num(p.panel_z, ".1f"), "[bold red]stands out[/]" if p.flagged else ""]
         t.add_row(*row)
     out.print(t)
     colour = "red" if res.flagged or not res.panel else "green"

@@ -12,15 +12,17 @@ import math
 import os
 import time
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _modelkin
+from . import _engine
+from ._types import Method
+from ._util import json_safe
 from .align import Alignment, Pairing, TensorSketch, align, sample_z
 from .behavior import BehaviorResult
 from .checkpoint import CheckpointInfo
-from .diff import DiffResult, TensorDiff, TensorSummary, _threads, json_safe
+from .diff import DiffResult, TensorDiff, TensorSummary
 from .evidence import PairEvidence, assess, kinship_z, learnt_matrix, log10_sf
 from .fingerprint import Fingerprint, TensorPrint, is_fingerprint
 from .fingerprint import fingerprint as make_print
@@ -29,12 +31,15 @@ from .hub import resolve
 from .metadata import MetadataEvidence, compare_metadata
 from .names import canonical, layer_index
 from .profiles import ProfileComparison, compare_profiles
-from .progress import ProgressArg, progress_callback
+from .progress import ProgressArg
 from .spectra import SpectrumCheck, check_spectra
 from .stats import Moments, PairStats, ValueStats
 from .tokens import TokenEvidence, token_test
 from .units import FAMILIES, HEAD, match_units, unit_groups
 from .verdict import Verdict, decide
+
+if TYPE_CHECKING:
+    from ._engine import TensorsDict
 
 __all__ = ["COMPARE_SCHEMA", "CompareResult", "compare", "compare_fingerprints"]
 
@@ -90,7 +95,7 @@ class CompareResult:
         out: dict[str, Any] = json_safe(
             {
                 "schema": COMPARE_SCHEMA,
-                "modelkin_version": _modelkin.__version__,
+                "modelkin_version": _engine.__version__,
                 "a": self.diff.a.to_dict(),
                 "b": self.diff.b.to_dict(),
                 "verdict": self.verdict.to_dict(),
@@ -108,7 +113,7 @@ class CompareResult:
         return out
 
 
-def _sketches(raw: dict[str, Any]) -> list[TensorSketch]:
+def _sketches(raw: TensorsDict) -> list[TensorSketch]:
     return [TensorSketch.from_raw(t) for t in raw["tensors"]]
 
 
@@ -128,7 +133,7 @@ def compare(
     :func:`modelkin.fingerprint`, or the object): the same tests then run on what it holds (see
     :func:`compare_fingerprints`).
     """
-    n = _threads(threads)
+    n = _engine.threads(threads)
     a = a if isinstance(a, Fingerprint) else resolve(a)
     b = b if isinstance(b, Fingerprint) else resolve(b)
     if isinstance(a, Fingerprint) or isinstance(b, Fingerprint) or is_fingerprint(a) or is_fingerprint(b):
@@ -137,14 +142,12 @@ def compare(
         )
     pa, pb = os.fspath(a), os.fspath(b)
     start = time.perf_counter()
-    with progress_callback(progress, "compare") as cb:
-        sk_a = _sketches(_modelkin.sample_values(pa, n, sample_size))
-        sk_b = _sketches(_modelkin.sample_values(pb, n, sample_size))
+    with _engine.callback(progress, "compare") as cb:
+        sk_a = _sketches(_engine.sample_values(pa, n, sample_size))
+        sk_b = _sketches(_engine.sample_values(pb, n, sample_size))
         alignment = align(sk_a, sk_b)
         plan = [(p.a, p.b, p.rows, p.first_a, p.first_b, p.transposed) for p in alignment.pairs]
-        raw = _modelkin.diff_pairs(
-            pa, pb, plan, list(alignment.only_a), list(alignment.only_b), n, cb, sample_size
-        )
+        raw = _engine.diff_pairs(pa, pb, plan, alignment.only_a, alignment.only_b, n, cb, sample_size)
 
     by_a = {t.name: t for t in sk_a}
     by_b = {t.name: t for t in sk_b}
@@ -221,8 +224,8 @@ def _unpermute(a: str, b: str, evidence: list[PairEvidence], threads: int) -> li
         return evidence
     names_a = sorted({t[0] for *_, group in suspects for t in group})
     names_b = sorted({t[1] for *_, group in suspects for t in group})
-    heads_a = _modelkin.heads(a, names_a, HEAD, threads)
-    heads_b = _modelkin.heads(b, names_b, HEAD, threads)
+    heads_a = _engine.heads(a, names_a, HEAD, threads)
+    heads_b = _engine.heads(b, names_b, HEAD, threads)
     for family, block, layer, group in suspects:
         m = match_units(layer, group, heads_a, heads_b, block, family)
         if m is None or not m.permuted:
@@ -283,7 +286,7 @@ def _digest_pairs(fa: Fingerprint, fb: Fingerprint) -> list[Pairing]:
         tb = ub.get(key)
         if tb is None:
             continue
-        method = "name" if canonical(ta.name) == canonical(tb.name) else "content"
+        method: Method = "name" if canonical(ta.name) == canonical(tb.name) else "content"
         out.append(Pairing(ta.name, tb.name, method, sample_z(ta.sample, tb.sample)))
     return out
 

@@ -40,28 +40,30 @@ only show whether a permutation is consistent). Comparisons say so in their note
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import math
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import numpy.typing as npt
 from safetensors.numpy import load as load_arrays
 from safetensors.numpy import save_file
 
-from . import _modelkin
+from . import _engine
+from ._util import sha256_file
 from .align import TensorSketch
 from .checkpoint import CheckpointInfo
-from .diff import _threads
 from .hub import resolve
-from .progress import ProgressArg, progress_callback
+from .progress import ProgressArg
 from .stats import ValueStats
 from .tokens import columns_for, token_keys, token_matrices
+
+if TYPE_CHECKING:
+    from ._engine import ValueStatsDict
 
 __all__ = [
     "FORMAT",
@@ -212,7 +214,7 @@ class Fingerprint:
             arrays["tokens.keys"] = self.tokens.keys.astype(np.uint64)
         header = {
             "format": FORMAT,
-            "modelkin_version": _modelkin.__version__,
+            "modelkin_version": _engine.__version__,
             "source": self.source,
             "created": self.created,
             "sample_size": self.sample_size,
@@ -305,7 +307,7 @@ def loads(data: bytes, name: str = "<bytes>") -> Fingerprint:
                 entry["name"],
                 entry["dtype"],
                 tuple(entry["shape"]),
-                ValueStats.from_raw(raw),
+                ValueStats.from_raw(cast("ValueStatsDict", raw)),
                 np.asarray(arrays[f"{i}.sample"], dtype=np.float64),
                 f64(f"{i}.row_mean"),
                 f64(f"{i}.col_mean"),
@@ -367,14 +369,6 @@ def _f32(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return np.asarray(x.astype(np.float32), dtype=np.float64)
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _token_index(path: str) -> TokenIndex | None:
     """The tokenizer's ids and keys when one lies beside the checkpoint (None otherwise)."""
     from .metadata import _Folder, _read_tokenizer, metadata_folder
@@ -404,10 +398,10 @@ def fingerprint(
     its SHA-256 when ``hash_files``, and of a few columns of the token-keyed matrices when ``tokens``
     and a tokenizer lies beside the weights). Pure: the same checkpoint gives the same fingerprint
     (but for the creation time)."""
-    n = _threads(threads)
+    n = _engine.threads(threads)
     p = resolve(path)
-    with progress_callback(progress, "fingerprint") as cb:
-        raw = _modelkin.fingerprint(p, n, cb, sample_size, quantiles)
+    with _engine.callback(progress, "fingerprint") as cb:
+        raw = _engine.fingerprint(p, n, cb, sample_size, quantiles)
     info = CheckpointInfo.from_raw(raw["checkpoint"])
     index = _token_index(p) if tokens else None
     keyed: dict[str, tuple[tuple[int, ...], npt.NDArray[np.float64]]] = {}
@@ -415,7 +409,7 @@ def fingerprint(
         for name in token_matrices([(t.name, t.shape) for t in info.tensors], index.ids):
             shape = next(t.shape for t in info.tensors if t.name == name)
             wanted = columns_for(shape[1])
-            values = _modelkin.columns(p, [name], wanted, n)[name]
+            values = _engine.columns(p, [name], wanted, n)[name]
             ids, _ = index.below(shape[0])
             # Rounded as they will be stored, so a fingerprint compares the same saved or not.
             keyed[name] = (tuple(wanted), _f16(np.asarray(values, dtype=np.float64)[ids.astype(np.intp)]))
@@ -453,7 +447,7 @@ def fingerprint(
             "path": f.path,
             "size": f.size,
             "n_tensors": f.n_tensors,
-            "sha256": _sha256(f.path) if hash_files else None,
+            "sha256": sha256_file(f.path) if hash_files else None,
         }
         for f in info.files
     )

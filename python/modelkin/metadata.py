@@ -37,7 +37,6 @@ config, so against a GGUF only the keys both sides hold are compared, floats to 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -46,8 +45,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-from . import _modelkin
-from .diff import json_safe
+from . import _engine
+from ._types import Strength
+from ._util import json_safe, sha256_file
 
 __all__ = [
     "KNOWN_FILES",
@@ -159,14 +159,6 @@ def metadata_folder(path: PathArg) -> Path:
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such file or folder")
     return p if p.is_dir() else p.parent
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class _Folder:
@@ -290,7 +282,7 @@ class _GgufMetadata(_Folder):
         self._cache = {}
         self.kv: dict[str, Any] = {}
         try:
-            self.kv = _modelkin.gguf_metadata(str(path)) or {}
+            self.kv = _engine.gguf_metadata(path) or {}
         except Exception as e:  # this line of evidence must not stop the weight comparison
             self.problems.append(f"{path}: GGUF metadata cannot be read ({e})")
         self._docs = self._build()
@@ -726,7 +718,7 @@ class MetadataEvidence:
     generation_config_equal: bool | None  # None unless both have one
     tokenizer: TokenizerComparison | None  # None unless both have tokenizer files
     chat_template_equal: bool | None  # None unless both have a chat template
-    strength: str  # one of STRENGTHS
+    strength: Strength  # one of STRENGTHS
     reasons: tuple[str, ...]  # what the grade rests on
     problems: tuple[str, ...] = field(default_factory=tuple)  # unreadable or malformed files
 
@@ -778,7 +770,7 @@ def _grade(
     config: ConfigComparison | None,
     tok: TokenizerComparison | None,
     template_equal: bool | None,
-) -> tuple[str, list[str]]:
+) -> tuple[Strength, list[str]]:
     """The strength of the metadata evidence and the reasons for it."""
     reasons: list[str] = []
     if config is not None:
@@ -848,8 +840,8 @@ def compare_metadata(folder_a: PathArg, folder_b: PathArg) -> MetadataEvidence:
     files = tuple(
         FileHash(
             name,
-            _sha256(fa.present[name]) if name in fa.present else None,
-            _sha256(fb.present[name]) if name in fb.present else None,
+            sha256_file(fa.present[name]) if name in fa.present else None,
+            sha256_file(fb.present[name]) if name in fb.present else None,
         )
         for name in KNOWN_FILES
         if name in fa.present or name in fb.present

@@ -30,7 +30,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
-import hashlib
 import html
 import io
 import math
@@ -47,7 +46,8 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 from scipy.stats import norm
 
-from ._modelkin import __version__
+from ._engine import __version__
+from ._util import num, sha256_file
 from .compare import COMPARE_SCHEMA, CompareResult
 from .evidence import RELATED_LOG10_P, PairEvidence
 from .names import layer_index
@@ -106,7 +106,6 @@ CHANCE_Z = 3.0
 TOP_TENSORS = 3
 
 _PRE = re.compile(r"emb|wte|wpe|tok_|token", re.IGNORECASE)
-_HASH_CHUNK = 1 << 22
 
 
 # -- the document, independent of its output format ------------------------------------------------------
@@ -150,13 +149,6 @@ class _Section:
 
 
 # -- numbers and words ------------------------------------------------------------------------------------
-
-
-def _num(x: float | None, fmt: str = ".3g") -> str:
-    """A number for a table; "–" for a missing or non-finite one."""
-    if x is None or not math.isfinite(x):
-        return "–"
-    return format(x, fmt)
 
 
 def _bytes(n: int) -> str:
@@ -278,8 +270,8 @@ def _plot_histograms(top: Sequence[PairEvidence]) -> Figure | None:
         ax.text(
             0.02,
             0.97,
-            f"{e.kind}\nσ = {std:.3g}\nskew {_num(e.stats.d.skewness, '.2f')}\n"
-            f"ex. kurt {_num(e.stats.d.kurtosis, '.2f')}",
+            f"{e.kind}\nσ = {std:.3g}\nskew {num(e.stats.d.skewness, '.2f')}\n"
+            f"ex. kurt {num(e.stats.d.kurtosis, '.2f')}",
             transform=ax.transAxes,
             va="top",
             fontsize=7,
@@ -571,17 +563,9 @@ def _png(fig: Figure) -> bytes:
 # -- the sections ----------------------------------------------------------------------------------------
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _hash_or_why(path: str) -> str:
     try:
-        return _sha256(path)
+        return sha256_file(path)
     except FileNotFoundError:
         return "(not found here: not hashed)"
     except OSError as e:
@@ -603,7 +587,7 @@ def _verdict_section(result: CompareResult, tested: int) -> _Section:
         facts.append(("scale factor", f"{v.scale:.6g}"))
     if v.cast_to:
         facts.append(("cast to", v.cast_to))
-    facts.append(("model-level log10 p", _num(v.log10_p, ".2f")))
+    facts.append(("model-level log10 p", num(v.log10_p, ".2f")))
     related = sum(e.related for e in result.evidence if e.informative)
     facts.append(("learnt matrices tested / related", f"{tested} / {related}"))
     if v.related:
@@ -715,10 +699,10 @@ def _weights_section(result: CompareResult, ordered: Sequence[PairEvidence]) -> 
         _Para(
             f"{len(informative)} learnt matrices tested ({summary or 'none'}); "
             f"{len(ordered) - len(informative)} other tensors shown but not counted. "
-            f"Over the whole model σ of d = {_num(tot['d_std'])} "
-            f"(per tensor {_num(tot['d_std_min'])} … {_num(tot['d_std_max'])}), "
+            f"Over the whole model σ of d = {num(tot['d_std'])} "
+            f"(per tensor {num(tot['d_std_min'])} … {num(tot['d_std_max'])}), "
             f"{100 * (tot['equal_fraction'] or 0) if tot['pairs'] else 0:.2f}% of values bit-equal, "
-            f"1 − cos = {_num(tot['one_minus_cosine'])}."
+            f"1 − cos = {num(tot['one_minus_cosine'])}."
         )
     )
     header = (
@@ -748,15 +732,15 @@ def _weights_section(result: CompareResult, ordered: Sequence[PairEvidence]) -> 
                 e.pairing.method,
                 e.kind,
                 "✓" if e.informative else "",
-                _num(e.z, ".1f"),
-                _num(e.log10_p, ".1f"),
-                _num(st.pearson, ".6f"),
-                _num(st.d.std),
-                _num(st.rel_change),
-                _num(st.one_minus_cosine),
-                _num(st.d.skewness, ".2f"),
-                _num(st.d.kurtosis, ".2f"),
-                _num(st.corr_d_a, ".2f"),
+                num(e.z, ".1f"),
+                num(e.log10_p, ".1f"),
+                num(st.pearson, ".6f"),
+                num(st.d.std),
+                num(st.rel_change),
+                num(st.one_minus_cosine),
+                num(st.d.skewness, ".2f"),
+                num(st.d.kurtosis, ".2f"),
+                num(st.corr_d_a, ".2f"),
                 f"{100 * st.equal_fraction:.1f}%" if math.isfinite(st.equal_fraction) else "–",
             )
         )
@@ -838,7 +822,7 @@ def _alignment_section(result: CompareResult, ordered: Sequence[PairEvidence]) -
             f"{al.renamed} renamed; {len(al.only_a)} tensors only in A, {len(al.only_b)} only in B."
             + (
                 f" {al.candidates} equal-shaped candidate pairs were searched by content (best z = "
-                f"{_num(al.best_z, '.1f')})."
+                f"{num(al.best_z, '.1f')})."
                 if al.candidates
                 else ""
             )
@@ -861,7 +845,7 @@ def _alignment_section(result: CompareResult, ordered: Sequence[PairEvidence]) -
             p.a,
             p.b,
             p.method,
-            _num(p.z, ".1f"),
+            num(p.z, ".1f"),
             "yes" if p.renamed else "",
             "; ".join(
                 x
@@ -973,8 +957,8 @@ def _metadata_section(result: CompareResult) -> _Section | None:
         t = m.tokenizer
         rows = [
             ("tokens (A / B)", f"{t.vocab_a:,} / {t.vocab_b:,}"),
-            ("shared tokens", f"{t.shared_tokens:,} (Jaccard {_num(t.jaccard, '.3f')})"),
-            ("shared tokens with the same id", _num(t.id_agreement, ".1%")),
+            ("shared tokens", f"{t.shared_tokens:,} (Jaccard {num(t.jaccard, '.3f')})"),
+            ("shared tokens with the same id", num(t.id_agreement, ".1%")),
             ("merges (A / B)", f"{_value(t.merges_a)} / {_value(t.merges_b)}"),
             ("merges identical, in order", _value(t.merges_identical)),
             ("leading merges in common", _value(t.merges_common_prefix)),
@@ -1002,7 +986,7 @@ def _value(x: Any) -> str:
     if isinstance(x, bool):
         return "yes" if x else "no"
     if isinstance(x, float):
-        return _num(x, ".6g")
+        return num(x, ".6g")
     if isinstance(x, int):
         return f"{x:,}"
     return str(x)
@@ -1018,7 +1002,7 @@ def _behavior_section(result: CompareResult) -> _Section | None:
         _Table(
             ("model", "file", "items", "compared", "accuracy"),
             tuple(
-                (m.name, m.path, f"{m.items:,}", f"{m.compared:,}", _num(m.accuracy, ".1%")) for m in b.models
+                (m.name, m.path, f"{m.items:,}", f"{m.compared:,}", num(m.accuracy, ".1%")) for m in b.models
             ),
             numeric=frozenset({2, 3, 4}),
         )
@@ -1031,11 +1015,11 @@ def _behavior_section(result: CompareResult) -> _Section | None:
                 p.b,
                 f"{p.n:,}",
                 str(p.shared_errors),
-                _num(p.expected_shared_errors, ".1f"),
+                num(p.expected_shared_errors, ".1f"),
                 "–" if p.shared_identical_wrong is None else str(p.shared_identical_wrong),
-                f"{p.kappa:.3f} ({_num(p.kappa_ci[0], '.2f')} – {_num(p.kappa_ci[1], '.2f')})",
-                _num(p.log10_p, ".1f"),
-                _num(p.panel_z, ".1f"),
+                f"{p.kappa:.3f} ({num(p.kappa_ci[0], '.2f')} – {num(p.kappa_ci[1], '.2f')})",
+                num(p.log10_p, ".1f"),
+                num(p.panel_z, ".1f"),
                 _value(p.flagged),
             )
         )

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ._types import Relation
 from .align import Alignment
 from .evidence import PairEvidence, log10_sf
 from .names import layer_index
@@ -59,7 +60,7 @@ _TEXT = {
 class Verdict:
     """How B relates to A, with the numbers behind it."""
 
-    relation: str
+    relation: Relation
     log10_p: float  # adjusted log10 p of kinship (very negative: kin; near 0: no evidence)
     confidence: float  # kin: 1 − p; independent: the adjusted p of the strongest kinship signal
     sigma: float | None = None  # noised copy: σ of the added noise
@@ -270,7 +271,7 @@ def decide(
     if shared < 0.5:
         notes.append(f"only {shared:.0%} of A's learnt parameters are shared: B keeps part of A")
 
-    def verdict(relation: str, **kw: Any) -> Verdict:
+    def verdict(relation: Relation, **kw: Any) -> Verdict:
         return Verdict(
             relation, adjusted, confidence, shared_fraction=shared, notes=tuple(notes), **common, **kw
         )
