@@ -21,11 +21,11 @@ from rich.table import Table
 
 from . import __version__
 from ._util import json_safe, num
-from .behavior import compare_behavior
 from .cli_behavior import add_behavior_parser, run_behavior
 from .compare import CompareResult, compare
 from .diff import DiffResult, InspectResult, diff, inspect
 from .errors import ModelkinError
+from .evidence.behavior import compare_behavior
 from .fingerprint import FORMAT, fingerprint
 from .registry import Registry
 

@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ._util import num
-from .behavior import PANEL_RULE, BehaviorResult, compare_behavior
 from .errors import ModelkinError
+from .evidence.behavior import PANEL_RULE, BehaviorResult, compare_behavior
 
 __all__ = ["add_behavior_parser", "main", "print_behavior", "run_behavior"]
 

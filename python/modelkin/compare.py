@@ -20,22 +20,22 @@ from . import _engine
 from ._types import Method
 from ._util import json_safe
 from .align import Alignment, Pairing, TensorSketch, align, sample_z
-from .behavior import BehaviorResult
 from .checkpoint import CheckpointInfo
 from .diff import DiffResult, TensorDiff, TensorSummary
-from .evidence import PairEvidence, assess, kinship_z, learnt_matrix, log10_sf
+from .evidence.behavior import BehaviorResult
+from .evidence.metadata import MetadataEvidence, compare_metadata
+from .evidence.profiles import ProfileComparison, compare_profiles
+from .evidence.spectra import SpectrumCheck, check_spectra
+from .evidence.tokens import TokenEvidence, token_test
+from .evidence.units import FAMILIES, HEAD, match_units, unit_groups
+from .evidence.weights import PairEvidence, assess, kinship_z, learnt_matrix, log10_sf
 from .fingerprint import Fingerprint, TensorPrint, is_fingerprint
 from .fingerprint import fingerprint as make_print
 from .fingerprint import load as load_print
 from .hub import resolve
-from .metadata import MetadataEvidence, compare_metadata
 from .names import canonical, layer_index
-from .profiles import ProfileComparison, compare_profiles
 from .progress import ProgressArg
-from .spectra import SpectrumCheck, check_spectra
 from .stats import Moments, PairStats, ValueStats
-from .tokens import TokenEvidence, token_test
-from .units import FAMILIES, HEAD, match_units, unit_groups
 from .verdict import Verdict, decide
 
 if TYPE_CHECKING:
@@ -54,8 +54,8 @@ class PrintEvidence:
     ``identical``: (A, B) tensor pairs whose content digests are equal (bit-identical tensors,
     whatever their names); ``digests_compared``: tensors of A whose digest was compared with a tensor of
     B's (0 when either fingerprint has no digests). ``spectra``: norm spectra of matrices that look
-    unrelated position by position (:mod:`modelkin.spectra`; supporting evidence only). ``tokens``:
-    token-keyed matrices compared on their shared tokens (:mod:`modelkin.tokens`). ``not_run``: the
+    unrelated position by position (:mod:`modelkin.evidence.spectra`; supporting evidence only). ``tokens``:
+    token-keyed matrices compared on their shared tokens (:mod:`modelkin.evidence.tokens`). ``not_run``: the
     tests a fingerprint could not run, each with the reason.
     """
 

@@ -16,10 +16,10 @@ test can remove row and column effects, as it does on full weights) and (version
 norms of the rows and of the columns at up to :data:`QUANTILES` evenly spaced quantiles (all of them
 when there are fewer): a summary that permuting hidden units leaves unchanged. When a tokenizer lies
 beside the weights, the matrices whose rows are tokens also keep the values at a few fixed columns
-of every token's row, keyed by a hash of the token's text (:mod:`modelkin.tokens`), so that models
+of every token's row, keyed by a hash of the token's text (:mod:`modelkin.evidence.tokens`), so that models
 with changed or reordered vocabularies can be compared token by token. The header records the
 model's files with their SHA-256, sizes and formats. Per-layer profiles (the std, mean and norm of
-each kind of tensor over the layers, :mod:`modelkin.profiles`) come from the per-tensor statistics.
+each kind of tensor over the layers, :mod:`modelkin.evidence.profiles`) come from the per-tensor statistics.
 
 Layout (version 2). Metadata key ``modelkin_fingerprint``: JSON with ``format``, ``source``,
 ``created``, ``sample_size``, ``norm_quantiles``, ``digest`` (``{"algorithm": "sha256-of-1MiB-piece-
@@ -30,7 +30,7 @@ token-keyed matrices). Arrays, tensor ``i`` being the i-th entry: ``i.sample`` (
 ``i.token_values`` (float16, one row per token id below the matrix's row count, in ``tokens.ids``
 order); ``tokens.keys`` (uint64) and ``tokens.ids`` (uint32; left out when the ids are 0 … n − 1).
 Version-1 files (no digests, norms or tokens) are still read; what they lack is reported as not
-available. Sizes: ``benches/FINGERPRINTS.md``; token-keyed rows: :mod:`modelkin.tokens`.
+available. Sizes: ``benches/FINGERPRINTS.md``; token-keyed rows: :mod:`modelkin.evidence.tokens`.
 
 What a fingerprint cannot give: statistics of d = b − a over every element (they are estimated from
 the samples), and the leading weights that permuted hidden units are matched on (the norm spectra
@@ -57,10 +57,10 @@ from . import _engine
 from ._util import sha256_file
 from .align import TensorSketch
 from .checkpoint import CheckpointInfo
+from .evidence.tokens import columns_for, token_keys, token_matrices
 from .hub import resolve
 from .progress import ProgressArg
 from .stats import ValueStats
-from .tokens import columns_for, token_keys, token_matrices
 
 if TYPE_CHECKING:
     from ._engine import ValueStatsDict
@@ -125,7 +125,7 @@ class TensorPrint:
 
 @dataclass(frozen=True)
 class TokenIndex:
-    """The tokenizer's ids and the keys of their tokens' texts (:func:`modelkin.tokens.token_key`)."""
+    """The tokenizer's ids and their tokens' text keys (see :func:`modelkin.evidence.tokens.token_key`)."""
 
     ids: npt.NDArray[np.uint32]
     keys: npt.NDArray[np.uint64]
@@ -371,11 +371,11 @@ def _f32(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
 
 def _token_index(path: str) -> TokenIndex | None:
     """The tokenizer's ids and keys when one lies beside the checkpoint (None otherwise)."""
-    from .metadata import _Folder, _read_tokenizer, metadata_folder
+    from .sidecar import Folder, metadata_folder, read_tokenizer
 
     try:
-        folder = _Folder(metadata_folder(path))
-        tok = _read_tokenizer(folder)
+        folder = Folder(metadata_folder(path))
+        tok = read_tokenizer(folder)
     except (OSError, ValueError):
         return None
     if tok is None or not tok.vocab:

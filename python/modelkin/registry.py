@@ -22,7 +22,7 @@ from typing import Any
 
 from .align import sample_z
 from .compare import CompareResult, compare_fingerprints
-from .evidence import learnt_matrix, log10_sf
+from .evidence.weights import learnt_matrix, log10_sf
 from .fingerprint import Fingerprint, fingerprint, is_fingerprint, load, loads
 from .names import canonical
 from .verdict import KIN_LOG10_P

@@ -49,7 +49,7 @@ from scipy.stats import norm
 from ._engine import __version__
 from ._util import num, sha256_file
 from .compare import COMPARE_SCHEMA, CompareResult
-from .evidence import RELATED_LOG10_P, PairEvidence
+from .evidence.weights import RELATED_LOG10_P, PairEvidence
 from .names import layer_index
 from .verdict import KIN_LOG10_P, Verdict
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from ._types import Relation
 from .align import Alignment
-from .evidence import PairEvidence, log10_sf
+from .evidence.weights import PairEvidence, log10_sf
 from .names import layer_index
 
 __all__ = ["KIN_LOG10_P", "RELATIONS", "Verdict", "decide"]

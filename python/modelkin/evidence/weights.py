@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from ._types import Kind
-from .align import Pairing, sample_z
-from .stats import PairStats
+from .._types import Kind
+from ..align import Pairing, sample_z
+from ..stats import PairStats
 
 if TYPE_CHECKING:
-    from ._engine import MarginsDict
+    from .._engine import MarginsDict
 
 __all__ = ["PairEvidence", "assess", "double_centred", "kinship_z", "learnt_matrix", "log10_sf"]
 
@@ -110,7 +110,7 @@ class PairEvidence:
     GGUF block format and d stays within that format's grid bound, see :func:`block_grid_bound`),
     ``gaussian`` (d looks like added noise), ``scaled`` (b ≈ c·a), ``update`` (related, with
     structured changes), ``permuted`` (related once hidden units are matched, see
-    :mod:`modelkin.units`) or ``unrelated``. For a cast or a block-quantised copy, ``derived`` says
+    :mod:`modelkin.evidence.units`) or ``unrelated``. For a cast or a block-quantised copy, ``derived`` says
     which side is the copy: ``"b"`` (B is A rounded) or ``"a"`` (A is B rounded).
     """
 
