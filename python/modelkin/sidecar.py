@@ -291,6 +291,7 @@ def _merge_text(m: Any) -> str | None:
 
 
 def read_tokenizer(f: Folder) -> Tokenizer | None:
+    """What a folder (or a GGUF file's metadata) says about its tokenizer; None when nothing."""
     vocab: dict[str, int] = {}
     merges: list[str] | None = None
     added: dict[int, str] = {}

@@ -72,17 +72,23 @@ PRE = re.compile(r"emb|wte|wpe|tok_|token", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class Para:
+    """A paragraph; ``cls`` styles it in HTML (``verdict …``, ``confidence``)."""
+
     text: str
     cls: str = ""
 
 
 @dataclass(frozen=True)
 class Items:
+    """A bulleted list."""
+
     items: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class Table:
+    """A table: header, rows of text, the right-aligned (numeric) columns."""
+
     header: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
     numeric: frozenset[int] = frozenset()  # right-aligned columns
@@ -91,6 +97,8 @@ class Table:
 
 @dataclass(frozen=True)
 class Plot:
+    """A figure with its caption and alternative text."""
+
     key: str
     caption: str
     alt: str
@@ -102,12 +110,15 @@ Block = Union[Para, Items, Table, Plot]
 
 @dataclass
 class Section:
+    """One section of the report: its id (the page anchor), title and blocks."""
+
     id: str
     title: str
     blocks: list[Block] = field(default_factory=list)
 
 
 def bytes_text(n: int) -> str:
+    """A byte count for people: ``1.5 MiB (1,572,864 bytes)``."""
     units = ("bytes", "KiB", "MiB", "GiB", "TiB")
     size, unit = float(n), 0
     while size >= 1024 and unit < len(units) - 1:
@@ -146,6 +157,7 @@ def group_of(name: str) -> str:
 
 
 def short_group(group: str) -> str:
+    """A group's axis label: ``L3`` for ``layer 3``, else the group itself."""
     return "L" + group.split()[1] if group.startswith("layer ") else group
 
 
@@ -173,6 +185,7 @@ def most_telling(result: CompareResult) -> list[PairEvidence]:
 
 
 def shorten(s: str, n: int) -> str:
+    """``s`` cut to ``n`` characters from the left, an ellipsis marking the cut."""
     return s if len(s) <= n else "…" + s[-(n - 1) :]
 
 

@@ -94,6 +94,7 @@ def _html_block(block: Block, n: int) -> str:
 
 
 def render(result: CompareResult, sections: Sequence[Section], now: dt.datetime) -> str:
+    """The report as one self-contained HTML page."""
     title = f"modelkin: {Path(result.diff.b.path).name} against {Path(result.diff.a.path).name}"
     parts = [
         "<!DOCTYPE html>",

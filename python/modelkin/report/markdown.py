@@ -42,6 +42,7 @@ def _md_block(block: Block) -> str:
 
 
 def render(result: CompareResult, sections: Sequence[Section], now: dt.datetime) -> str:
+    """The report as one Markdown file."""
     parts = [
         f"# How B relates to A: {result.verdict.relation.replace('_', ' ')}",
         f"A = `{result.diff.a.path}`  \nB = `{result.diff.b.path}`  \n"

@@ -74,6 +74,7 @@ def _new_figure(width: float, height: float) -> Figure:
 
 
 def plot_histograms(top: Sequence[PairEvidence]) -> Figure | None:
+    """Histograms of d for the most telling tensors, with the fitted normal curve."""
     if not top:
         return None
     fig = _new_figure(9.6, 2.9)
@@ -108,6 +109,7 @@ def plot_histograms(top: Sequence[PairEvidence]) -> Figure | None:
 
 
 def plot_qq(top: Sequence[PairEvidence]) -> Figure | None:
+    """Normal Q–Q plots of d for the most telling tensors."""
     if not top:
         return None
     fig = _new_figure(4.6, 4.0)
@@ -138,6 +140,7 @@ def plot_qq(top: Sequence[PairEvidence]) -> Figure | None:
 
 
 def plot_sigma(result: CompareResult, ordered: Sequence[PairEvidence]) -> Figure | None:
+    """σ of d per tensor across the model, in model order (log scale)."""
     sig = np.array([e.stats.d.std for e in ordered], dtype=np.float64)
     own = np.array([e.stats.a_on_pair.std for e in ordered], dtype=np.float64)
     positive = sig[np.isfinite(sig) & (sig > 0)]
@@ -178,6 +181,7 @@ def plot_sigma(result: CompareResult, ordered: Sequence[PairEvidence]) -> Figure
 
 
 def plot_similarity(ordered: Sequence[PairEvidence]) -> Figure | None:
+    """The kinship z of every tensor pair by layer, against the chance band."""
     z = np.array([e.z for e in ordered], dtype=np.float64)
     if not np.isfinite(z).any():
         return None
@@ -205,6 +209,7 @@ def plot_similarity(ordered: Sequence[PairEvidence]) -> Figure | None:
 
 
 def plot_alignment(result: CompareResult, ordered: Sequence[PairEvidence]) -> Figure | None:
+    """Which tensor of B matched which of A, and how."""
     al = result.alignment
     if not al.pairs and not al.only_a and not al.only_b:
         return None
@@ -297,6 +302,8 @@ def find_places(result: CompareResult, ordered: Sequence[PairEvidence]) -> list[
 
 
 def plot_localisation(places: Sequence[Place]) -> Figure | None:
+    """Where B keeps A's weights: one cell per place (a layer, or a tensor outside the layers), coloured
+    by what B holds there."""
     if not places:
         return None
     from matplotlib.patches import Patch, Rectangle
@@ -376,6 +383,7 @@ def inline_svg(fig: Figure, prefix: str, alt: str) -> str:
 
 
 def png_bytes(fig: Figure) -> bytes:
+    """The figure as PNG bytes (no software tag, so the bytes depend on the figure only)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
     return buf.getvalue()

@@ -11,6 +11,7 @@ import shlex
 from .. import _engine
 from .._util import num
 from ..compare import COMPARE_SCHEMA
+from . import plots
 from .document import (
     CHANCE_Z,
     RELATED_Z,
@@ -25,15 +26,6 @@ from .document import (
     hash_or_why,
     most_telling,
     value_text,
-)
-from .plots import (
-    find_places,
-    plot_alignment,
-    plot_histograms,
-    plot_localisation,
-    plot_qq,
-    plot_sigma,
-    plot_similarity,
 )
 
 __all__ = [
@@ -52,6 +44,7 @@ __all__ = [
 
 
 def verdict(s: Section, ctx: Context) -> Section:
+    """The verdict and its confidence in a sentence each, and the facts behind them."""
     result, tested = ctx.result, ctx.tested
     v = result.verdict
     s.blocks.append(Para(v.sentence, "verdict " + ("related" if v.related else v.relation)))
@@ -88,6 +81,7 @@ def verdict(s: Section, ctx: Context) -> Section:
 
 
 def how_to_read(s: Section, ctx: Context) -> Section:
+    """How to read the report, for a reader who is not a statistician."""
     s.blocks.append(
         Para(
             "A is the reference checkpoint, B the one under suspicion. modelkin pairs every weight tensor of "
@@ -128,6 +122,7 @@ def how_to_read(s: Section, ctx: Context) -> Section:
 
 
 def inputs(s: Section, ctx: Context) -> Section:
+    """What was compared: paths, sizes and SHA-256 of the files, version, date, command line."""
     result, argv, now = ctx.result, ctx.argv, ctx.now
     rows = []
     for side, ck in (("A", result.diff.a), ("B", result.diff.b)):
@@ -164,6 +159,7 @@ def inputs(s: Section, ctx: Context) -> Section:
 
 
 def distribution(s: Section, ctx: Context) -> Section:
+    """The distribution of d for the most telling tensors: histograms and Q–Q plots."""
     result = ctx.result
     top = most_telling(result)
     names = ", ".join(e.pairing.a for e in top)
@@ -179,7 +175,7 @@ def distribution(s: Section, ctx: Context) -> Section:
             "and σ. Added noise fits the curve; training leaves a sharp peak and heavy tails; "
             "quantization a flat top with hard edges.",
             "Histograms of d with fitted normal curves",
-            plot_histograms(top),
+            plots.plot_histograms(top),
         )
     )
     s.blocks.append(
@@ -188,13 +184,14 @@ def distribution(s: Section, ctx: Context) -> Section:
             "Q–Q plot: the sorted, standardised d against the quantiles of a normal distribution. Points on "
             "the diagonal: d is Gaussian; an S-shape or bent tails: it is not.",
             "Normal Q–Q plot of d",
-            plot_qq(top),
+            plots.plot_qq(top),
         )
     )
     return s
 
 
 def sigma(s: Section, ctx: Context) -> Section:
+    """σ of d across the model."""
     result, ordered = ctx.result, ctx.ordered
     s.blocks.append(
         Plot(
@@ -204,13 +201,14 @@ def sigma(s: Section, ctx: Context) -> Section:
             "A flat line whatever the tensor's own scale is the signature of noise added on purpose; a "
             "fine-tune changes each tensor by its own amount.",
             "σ of d per tensor across the model",
-            plot_sigma(result, ordered),
+            plots.plot_sigma(result, ordered),
         )
     )
     return s
 
 
 def similarity(s: Section, ctx: Context) -> Section:
+    """The kinship z by layer."""
     ordered = ctx.ordered
     s.blocks.append(
         Plot(
@@ -219,15 +217,16 @@ def similarity(s: Section, ctx: Context) -> Section:
             f"(|z| < {CHANCE_Z:g}); above the dashed line (z > {RELATED_Z:.2f}, p < 1e-6) a pair is "
             "related. A layer above the band shares A's weights; a layer inside it was replaced.",
             "Kinship z by layer against the chance band",
-            plot_similarity(ordered),
+            plots.plot_similarity(ordered),
         )
     )
     return s
 
 
 def localisation(s: Section, ctx: Context) -> Section:
+    """What B shares with A, layer by layer."""
     result, ordered = ctx.result, ctx.ordered
-    places = find_places(result, ordered)
+    places = plots.find_places(result, ordered)
     v = result.verdict
     if v.related:
         s.blocks.append(
@@ -245,7 +244,7 @@ def localisation(s: Section, ctx: Context) -> Section:
             "related to B's), replaced (none related), mixed, dropped (B has no counterpart), or not tested "
             "(no learnt matrix). Hatched: MLP hidden units permuted.",
             "Localisation of shared and replaced layers",
-            plot_localisation(places),
+            plots.plot_localisation(places),
         )
     )
     s.blocks.append(
@@ -260,6 +259,7 @@ def localisation(s: Section, ctx: Context) -> Section:
 
 
 def alignment(s: Section, ctx: Context) -> Section:
+    """How the tensors of B were matched to A's."""
     result, ordered = ctx.result, ctx.ordered
     al = result.alignment
     methods: dict[str, int] = {}
@@ -285,7 +285,7 @@ def alignment(s: Section, ctx: Context) -> Section:
             "counterpart; plus signs left of it: B's. Dots along a diagonal: B keeps A's names and order; "
             "scattered dots: B's tensors were renamed or reordered and were matched by their content.",
             "Alignment map of tensors of A and B",
-            plot_alignment(result, ordered),
+            plots.plot_alignment(result, ordered),
         )
     )
     rank = {e.pairing.a: i for i, e in enumerate(ordered)}
@@ -325,6 +325,7 @@ def alignment(s: Section, ctx: Context) -> Section:
 
 
 def weights(s: Section, ctx: Context) -> Section:
+    """The evidence per tensor pair, as a table."""
     result, ordered = ctx.result, ctx.ordered
     informative = [e for e in ordered if e.informative]
     kinds: dict[str, int] = {}
@@ -386,6 +387,7 @@ def weights(s: Section, ctx: Context) -> Section:
 
 
 def metadata(s: Section, ctx: Context) -> Section | None:
+    """Configs and tokenizers; None when the result has no metadata evidence."""
     result = ctx.result
     m = result.metadata
     if m is None:
@@ -457,6 +459,7 @@ def metadata(s: Section, ctx: Context) -> Section | None:
 
 
 def behavior(s: Section, ctx: Context) -> Section | None:
+    """Shared mistakes on a benchmark; None when no answers were given."""
     result = ctx.result
     b = result.behavior
     if b is None:
