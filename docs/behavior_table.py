@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from modelkin.behavior import BehaviorResult, ModelAnswers, compare_behavior, pair_behavior
+from modelkin.answers import ModelAnswers
+from modelkin.evidence.behavior import BehaviorResult, compare_behavior, pair_behavior
 
 #: The counts reported in the Llama3-V affair: errors of the two models and the errors they share.
 ERRORS_A, ERRORS_B, SHARED = 236, 194, 182

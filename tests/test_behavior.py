@@ -16,18 +16,16 @@ from types import ModuleType
 
 import numpy as np
 import pytest
-from modelkin.behavior import (
+from modelkin.answers import ModelAnswers, load_answers, load_gold
+from modelkin.cli_behavior import add_behavior_parser, run_behavior
+from modelkin.evidence.behavior import (
     BEHAVIOR_SCHEMA,
-    ModelAnswers,
     bootstrap_kappa,
     compare_behavior,
     error_consistency,
-    load_answers,
-    load_gold,
     pair_behavior,
     shared_error_log10_p,
 )
-from modelkin.cli_behavior import add_behavior_parser, run_behavior
 from scipy.special import logsumexp
 from scipy.stats import hypergeom
 

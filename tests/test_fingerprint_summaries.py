@@ -18,9 +18,9 @@ import modelkin
 import numpy as np
 import pytest
 from modelkin.compare import compare_fingerprints
+from modelkin.evidence.profiles import compare_profiles, layer_profiles
+from modelkin.evidence.tokens import columns_for, token_key
 from modelkin.fingerprint import FORMAT, QUANTILES, load
-from modelkin.profiles import compare_profiles, layer_profiles
-from modelkin.tokens import columns_for, token_key
 from modelkin.verdict import KIN_LOG10_P
 from models import llama_state
 from safetensors.numpy import load_file, save_file

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from modelkin.metadata import METADATA_SCHEMA, STRENGTHS, compare_metadata
+from modelkin.evidence.metadata import METADATA_SCHEMA, STRENGTHS, compare_metadata
 from models import llama_state, write_single
 
 #: The config every Llama-2-7B-shaped model ships, whoever trained it.

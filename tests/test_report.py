@@ -28,8 +28,9 @@ import derive
 import modelkin
 import numpy as np
 import pytest
-from modelkin.behavior import ModelAnswers, compare_behavior
+from modelkin.answers import ModelAnswers
 from modelkin.compare import CompareResult
+from modelkin.evidence.behavior import compare_behavior
 from modelkin.report import SECTIONS, confidence_sentence, write_report
 from models import write_single
 

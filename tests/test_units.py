@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from modelkin.units import HEAD, match_units, unit_groups
+from modelkin.evidence.units import HEAD, match_units, unit_groups
 
 WIDTH, HIDDEN = 14336, 4096  # Llama-3-8B MLP
 

@@ -13,8 +13,7 @@ they differ::
 from __future__ import annotations
 
 from . import errors
-from ._modelkin import __version__
-from .behavior import BehaviorResult, compare_behavior
+from ._engine import __version__
 from .checkpoint import CheckpointInfo, TensorInfo, gguf_metadata, open
 from .compare import CompareResult, compare, compare_fingerprints
 from .diff import SCHEMA, DiffResult, InspectResult, TensorDiff, TensorSummary, diff, inspect, pair_stats
@@ -27,9 +26,10 @@ from .errors import (
     UnknownDtypeError,
     UnsupportedFormatError,
 )
+from .evidence.behavior import BehaviorResult, compare_behavior
+from .evidence.metadata import MetadataEvidence, compare_metadata
 from .fingerprint import Fingerprint, fingerprint
 from .fingerprint import load as load_fingerprint
-from .metadata import MetadataEvidence, compare_metadata
 from .registry import Registry
 from .stats import Moments, PairStats, ValueStats
 

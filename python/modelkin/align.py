@@ -21,13 +21,17 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
+from ._types import Method
 from .names import canonical
 from .stats import ValueStats
+
+if TYPE_CHECKING:
+    from ._engine import TensorRecordDict
 
 __all__ = ["Alignment", "Pairing", "TensorSketch", "align", "sample_z"]
 
@@ -50,7 +54,7 @@ class TensorSketch:
     sample: npt.NDArray[np.float64]
 
     @classmethod
-    def from_raw(cls, raw: dict[str, Any]) -> TensorSketch:
+    def from_raw(cls, raw: TensorRecordDict) -> TensorSketch:
         """Builds from the engine's dict."""
         return cls(
             raw["name"],
@@ -77,7 +81,7 @@ class Pairing:
 
     a: str
     b: str
-    method: str  # "name", "content", "rows" (shared leading rows) or "fused" (a row block of a fused matrix)
+    method: Method  # "name", "content", "rows" (shared leading rows), "fused" (a row block of a fused matrix)
     z: float  # z score of the sample correlation (NaN where it cannot be computed)
     rows: int | None = None  # compare only `rows` rows, from `first_a` in A and `first_b` in B
     first_a: int = 0
@@ -266,6 +270,7 @@ def align(a: list[TensorSketch], b: list[TensorSketch]) -> Alignment:
             ta, tb = ga[i], gb[j]
             zij = float(z[i, j]) if z is not None else math.nan
             same_name = ta.canonical == tb.canonical
+            method: Method
             if same_name:
                 method = "name"
             elif math.isfinite(zij) and zij >= CONTENT_Z:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import _modelkin
+from . import _engine
 from .hub import resolve
+
+if TYPE_CHECKING:
+    from ._engine import CheckpointDict
 
 __all__ = ["CheckpointInfo", "FileInfo", "TensorInfo", "gguf_metadata", "open"]
 
@@ -59,7 +62,7 @@ class CheckpointInfo:
     tensors: tuple[TensorInfo, ...]
 
     @classmethod
-    def from_raw(cls, raw: dict[str, Any]) -> CheckpointInfo:
+    def from_raw(cls, raw: CheckpointDict) -> CheckpointInfo:
         """Builds from the engine's dict."""
         return cls(
             path=raw["path"],
@@ -128,7 +131,7 @@ def open(path: str | os.PathLike[str]) -> CheckpointInfo:
     malformed one (an :class:`~modelkin.errors.UnsupportedFormatError` for a pickle that asks for
     anything else).
     """
-    return CheckpointInfo.from_raw(_modelkin.open_checkpoint(resolve(path)))
+    return CheckpointInfo.from_raw(_engine.open_checkpoint(path))
 
 
 def gguf_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -140,7 +143,7 @@ def gguf_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     a checkpoint that is not a GGUF file raises :class:`ValueError`.
     """
     p = resolve(path)
-    kv = _modelkin.gguf_metadata(p)
+    kv = _engine.gguf_metadata(p)
     if kv is None:
         raise ValueError(f"{p}: not a GGUF checkpoint")
     return kv

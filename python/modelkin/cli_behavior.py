@@ -1,139 +1,24 @@
-"""``modelkin behavior``: shared errors of models on the same benchmark items.
-
-Wired into :mod:`modelkin.cli` with :func:`add_behavior_parser` and :func:`run_behavior`; also runs on
-its own as ``python -m modelkin.cli_behavior behavior …``. Exit status: 0 on success, 2 on bad input
-(``modelkin: error: …`` on stderr naming the file and the line, no traceback).
-"""
+"""``python -m modelkin.cli_behavior behavior …``: the ``behavior`` command on its own, as it ran before
+:mod:`modelkin.cli` wired it in. The command lives in :mod:`modelkin.cli.commands.behavior`; this module
+keeps the stand-alone entry point and its old names (``add_behavior_parser``, ``run_behavior``)."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
-from .behavior import PANEL_RULE, BehaviorResult, compare_behavior
-from .errors import ModelkinError
+from .cli.commands import EXIT_INTERRUPTED, EXIT_OK
+from .cli.commands.behavior import add_parser as add_behavior_parser
+from .cli.commands.behavior import print_behavior
+from .cli.commands.behavior import run as run_behavior
 
 __all__ = ["add_behavior_parser", "main", "print_behavior", "run_behavior"]
 
 
-def add_behavior_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Adds the ``behavior`` subcommand to an ``add_subparsers()`` object and returns its parser."""
-    sp: argparse.ArgumentParser = subparsers.add_parser(
-        "behavior",
-        help="shared errors of models on the same items (error consistency κ, panel null)",
-        description="Compare models by their per-item answers: shared errors against independence "
-        "(hypergeometric), error consistency κ with a bootstrap 95% interval, and with three or more "
-        "models a panel null (does a pair stand out from the others?).",
-    )
-    sp.add_argument(
-        "predictions",
-        nargs="+",
-        metavar="PRED",
-        help="per-model JSONL or CSV file: id and prediction (scored against --gold) or id and correct (0/1)",
-    )
-    sp.add_argument("--gold", default=None, help="JSONL or CSV file of id and answer (for predictions)")
-    sp.add_argument("--json", action="store_true", help="print JSON (schema modelkin.behavior/1)")
-    sp.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
-    sp.add_argument(
-        "--bootstrap", type=int, default=1000, help="bootstrap resamples for the κ interval (0 = none)"
-    )
-    sp.set_defaults(command="behavior")
-    return sp
-
-
-class _Console(Console):
-    """A rich console that leaves a closed pipe to the caller."""
-
-    def on_broken_pipe(self) -> None:
-        raise BrokenPipeError
-
-
-def _console(stream: Any) -> Console:
-    isatty = getattr(stream, "isatty", lambda: False)()
-    width = None if isatty or os.environ.get("COLUMNS") else 160
-    no_color = bool(os.environ.get("NO_COLOR"))
-    return _Console(file=stream, width=width, highlight=False, color_system=None if no_color else "auto")
-
-
-def _num(x: float | None, fmt: str = ".3g") -> str:
-    return "–" if x is None or not math.isfinite(x) else format(x, fmt)
-
-
-def print_behavior(res: BehaviorResult, out: Console) -> None:
-    """The behavioural comparison as a table with its sentence, notes and the panel rule."""
-    out.print(f"[bold]{res.n_items} items[/] common to {len(res.models)} models")
-    for m in res.models:
-        out.print(f"  {m.name}: accuracy {m.accuracy:.3f} ({m.items} items in {m.path})")
-    t = Table(show_edge=False, pad_edge=False)
-    # Answer agreement and identical wrong answers need predictions; hide them when no pair has any.
-    answers = any(p.agreement is not None for p in res.pairs)
-    cols = ["A", "B", *(["agree"] if answers else []), "errors", "shared"]
-    cols += [*(["same wrong"] if answers else []), "expected", "κ", "95% CI", "log10 p"]
-    if res.panel:
-        cols += ["panel z", "flag"]
-    for col in cols:
-        t.add_column(col, justify="left" if col in ("A", "B", "flag") else "right")
-    for p in res.pairs:
-        same = "–" if p.shared_identical_wrong is None else str(p.shared_identical_wrong)
-        row = [
-            p.a,
-            p.b,
-            *([_num(p.agreement, ".3f")] if answers else []),
-            f"{p.errors_a}/{p.errors_b}",
-            str(p.shared_errors),
-            *([same] if answers else []),
-            _num(p.expected_shared_errors, ".1f"),
-            _num(p.kappa, ".3f"),
-            f"{_num(p.kappa_ci[0], '.3f')}–{_num(p.kappa_ci[1], '.3f')}",
-            _num(p.log10_p, ".1f"),
-        ]
-        if res.panel:
-            row += [_num(p.panel_z, ".1f"), "[bold red]stands out[/]" if p.flagged else ""]
-        t.add_row(*row)
-    out.print(t)
-    colour = "red" if res.flagged or not res.panel else "green"
-    out.print(f"[bold {colour}]Behaviour:[/] {res.sentence}")
-    if res.panel:
-        out.print(f"rule: {PANEL_RULE}.", soft_wrap=False)
-    else:
-        out.print("Add reference models (three or more files) for a panel null that accounts for hard items.")
-    for note in res.notes:
-        out.print(f"note: {note}")
-    out.print(
-        f"κ: error consistency (Geirhos et al. 2020); 95% CI from {res.bootstrap} bootstrap resamples "
-        f"of the items (seed {res.seed}); log10 p: hypergeometric test of the shared errors."
-    )
-
-
-def run_behavior(args: argparse.Namespace) -> int:
-    """Runs ``modelkin behavior`` for parsed arguments; returns the exit status (0, or 2 on bad input)."""
-    try:
-        if len(args.predictions) < 2:
-            raise ValueError("behavior needs at least two prediction files")
-        if args.bootstrap < 0:
-            raise ValueError(f"--bootstrap must be ≥ 0, not {args.bootstrap}")
-        res = compare_behavior(args.predictions, args.gold, n_boot=args.bootstrap, seed=args.seed)
-    except (ModelkinError, OSError, ValueError) as e:
-        _console(sys.stderr).print(f"modelkin: error: {e}", markup=False, soft_wrap=True)
-        return 2
-    if args.json:
-        print(json.dumps(res.to_dict(), indent=1, ensure_ascii=False))
-    else:
-        print_behavior(res, _console(sys.stdout))
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry point (``python -m modelkin.cli_behavior behavior …``) until :mod:`modelkin.cli`
-    wires the subcommand in."""
+    """The stand-alone entry point: a parser with the ``behavior`` subcommand only."""
     parser = argparse.ArgumentParser(prog="modelkin")
     add_behavior_parser(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     args = parser.parse_args(argv)
@@ -141,11 +26,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_behavior(args)
     except KeyboardInterrupt:
         print("modelkin: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 0
+        return EXIT_OK
 
 
 if __name__ == "__main__":

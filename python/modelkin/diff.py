@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from . import _modelkin
+from . import _engine
+from ._util import json_safe
 from .checkpoint import CheckpointInfo
-from .hub import resolve
-from .progress import ProgressArg, progress_callback
+from .progress import ProgressArg
 from .stats import PairStats, ValueStats
+
+if TYPE_CHECKING:
+    from ._engine import DiffDict, PairRecordDict, TensorRecordDict
 
 __all__ = [
     "SCHEMA",
@@ -34,17 +36,6 @@ SCHEMA = "modelkin.diff/1"
 INSPECT_SCHEMA = "modelkin.inspect/1"
 
 
-def json_safe(value: Any) -> Any:
-    """Replaces non-finite floats by None (JSON has no NaN) throughout nested dicts and lists."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
-
-
 @dataclass(frozen=True)
 class TensorSummary:
     """A tensor with the statistics of its values."""
@@ -55,7 +46,7 @@ class TensorSummary:
     stats: ValueStats
 
     @classmethod
-    def from_raw(cls, raw: dict[str, Any]) -> TensorSummary:
+    def from_raw(cls, raw: TensorRecordDict) -> TensorSummary:
         """Builds from the engine's dict."""
         return cls(raw["name"], raw["dtype"], tuple(raw["shape"]), ValueStats.from_raw(raw["stats"]))
 
@@ -75,7 +66,7 @@ class TensorDiff:
     stats: PairStats
 
     @classmethod
-    def from_raw(cls, raw: dict[str, Any]) -> TensorDiff:
+    def from_raw(cls, raw: PairRecordDict) -> TensorDiff:
         """Builds from the engine's dict."""
         return cls(raw["name"], tuple(raw["shape"]), raw["dtype_a"], raw["dtype_b"], PairStats.from_raw(raw))
 
@@ -125,7 +116,7 @@ class DiffResult:
     seconds: float
 
     @classmethod
-    def from_raw(cls, raw: dict[str, Any], threads: int, seconds: float) -> DiffResult:
+    def from_raw(cls, raw: DiffDict, threads: int, seconds: float) -> DiffResult:
         """Builds from the engine's dict."""
         return cls(
             a=CheckpointInfo.from_raw(raw["a"]),
@@ -195,7 +186,7 @@ class DiffResult:
         out: dict[str, Any] = json_safe(
             {
                 "schema": SCHEMA,
-                "modelkin_version": _modelkin.__version__,
+                "modelkin_version": _engine.__version__,
                 "a": self.a.to_dict(),
                 "b": self.b.to_dict(),
                 "threads": self.threads,
@@ -237,7 +228,7 @@ class InspectResult:
         out: dict[str, Any] = json_safe(
             {
                 "schema": INSPECT_SCHEMA,
-                "modelkin_version": _modelkin.__version__,
+                "modelkin_version": _engine.__version__,
                 "checkpoint": self.checkpoint.to_dict(),
                 "threads": self.threads,
                 "seconds": self.seconds,
@@ -245,12 +236,6 @@ class InspectResult:
             }
         )
         return out
-
-
-def _threads(threads: int | None) -> int:
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise ValueError(f"threads must be a positive integer, got {threads!r}")
-    return threads if threads is not None else _modelkin.default_threads()
 
 
 def diff(
@@ -269,26 +254,24 @@ def diff(
     ``sample_size`` differences per tensor are kept (at deterministic positions) for histograms.
     Ctrl-C stops the run with :class:`KeyboardInterrupt`.
     """
-    n = _threads(threads)
-    start = time.perf_counter()
-    with progress_callback(progress, "diff") as cb:
-        raw = _modelkin.diff(resolve(a), resolve(b), n, cb, sample_size)
-    return DiffResult.from_raw(raw, n, time.perf_counter() - start)
+    n = _engine.threads(threads)
+    with _engine.callback(progress, "diff") as cb:
+        raw, seconds = _engine.timed(lambda: _engine.diff(a, b, n, cb, sample_size))
+    return DiffResult.from_raw(raw, n, seconds)
 
 
 def inspect(
     path: str | os.PathLike[str], *, threads: int | None = None, progress: ProgressArg = None
 ) -> InspectResult:
     """Streams one checkpoint and returns the statistics of every tensor."""
-    n = _threads(threads)
-    start = time.perf_counter()
-    with progress_callback(progress, "inspect") as cb:
-        raw = _modelkin.inspect(resolve(path), n, cb)
+    n = _engine.threads(threads)
+    with _engine.callback(progress, "inspect") as cb:
+        raw, seconds = _engine.timed(lambda: _engine.inspect(path, n, cb))
     return InspectResult(
         CheckpointInfo.from_raw(raw["checkpoint"]),
         tuple(TensorSummary.from_raw(t) for t in raw["tensors"]),
         n,
-        time.perf_counter() - start,
+        seconds,
     )
 
 
@@ -344,5 +327,5 @@ def pair_stats(
         raise ValueError(f"shapes differ: {x.shape} and {y.shape}")
     bx, dx = _as_bytes(x, "x")
     by, dy = _as_bytes(y, "y")
-    raw = _modelkin.pair_stats(bx, dx, by, dy, _threads(threads), sample_size)
+    raw = _engine.pair_stats(bx, dx, by, dy, _engine.threads(threads), sample_size)
     return PairStats.from_raw(raw)

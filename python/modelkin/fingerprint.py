@@ -16,10 +16,10 @@ test can remove row and column effects, as it does on full weights) and (version
 norms of the rows and of the columns at up to :data:`QUANTILES` evenly spaced quantiles (all of them
 when there are fewer): a summary that permuting hidden units leaves unchanged. When a tokenizer lies
 beside the weights, the matrices whose rows are tokens also keep the values at a few fixed columns
-of every token's row, keyed by a hash of the token's text (:mod:`modelkin.tokens`), so that models
+of every token's row, keyed by a hash of the token's text (:mod:`modelkin.evidence.tokens`), so that models
 with changed or reordered vocabularies can be compared token by token. The header records the
 model's files with their SHA-256, sizes and formats. Per-layer profiles (the std, mean and norm of
-each kind of tensor over the layers, :mod:`modelkin.profiles`) come from the per-tensor statistics.
+each kind of tensor over the layers, :mod:`modelkin.evidence.profiles`) come from the per-tensor statistics.
 
 Layout (version 2). Metadata key ``modelkin_fingerprint``: JSON with ``format``, ``source``,
 ``created``, ``sample_size``, ``norm_quantiles``, ``digest`` (``{"algorithm": "sha256-of-1MiB-piece-
@@ -30,7 +30,7 @@ token-keyed matrices). Arrays, tensor ``i`` being the i-th entry: ``i.sample`` (
 ``i.token_values`` (float16, one row per token id below the matrix's row count, in ``tokens.ids``
 order); ``tokens.keys`` (uint64) and ``tokens.ids`` (uint32; left out when the ids are 0 … n − 1).
 Version-1 files (no digests, norms or tokens) are still read; what they lack is reported as not
-available. Sizes: ``benches/FINGERPRINTS.md``; token-keyed rows: :mod:`modelkin.tokens`.
+available. Sizes: ``benches/FINGERPRINTS.md``; token-keyed rows: :mod:`modelkin.evidence.tokens`.
 
 What a fingerprint cannot give: statistics of d = b − a over every element (they are estimated from
 the samples), and the leading weights that permuted hidden units are matched on (the norm spectra
@@ -40,28 +40,30 @@ only show whether a permutation is consistent). Comparisons say so in their note
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import math
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import numpy.typing as npt
 from safetensors.numpy import load as load_arrays
 from safetensors.numpy import save_file
 
-from . import _modelkin
+from . import _engine
+from ._util import sha256_file
 from .align import TensorSketch
 from .checkpoint import CheckpointInfo
-from .diff import _threads
+from .evidence.tokens import columns_for, token_keys, token_matrices
 from .hub import resolve
-from .progress import ProgressArg, progress_callback
+from .progress import ProgressArg
 from .stats import ValueStats
-from .tokens import columns_for, token_keys, token_matrices
+
+if TYPE_CHECKING:
+    from ._engine import ValueStatsDict
 
 __all__ = [
     "FORMAT",
@@ -123,7 +125,7 @@ class TensorPrint:
 
 @dataclass(frozen=True)
 class TokenIndex:
-    """The tokenizer's ids and the keys of their tokens' texts (:func:`modelkin.tokens.token_key`)."""
+    """The tokenizer's ids and their tokens' text keys (see :func:`modelkin.evidence.tokens.token_key`)."""
 
     ids: npt.NDArray[np.uint32]
     keys: npt.NDArray[np.uint64]
@@ -212,7 +214,7 @@ class Fingerprint:
             arrays["tokens.keys"] = self.tokens.keys.astype(np.uint64)
         header = {
             "format": FORMAT,
-            "modelkin_version": _modelkin.__version__,
+            "modelkin_version": _engine.__version__,
             "source": self.source,
             "created": self.created,
             "sample_size": self.sample_size,
@@ -305,7 +307,7 @@ def loads(data: bytes, name: str = "<bytes>") -> Fingerprint:
                 entry["name"],
                 entry["dtype"],
                 tuple(entry["shape"]),
-                ValueStats.from_raw(raw),
+                ValueStats.from_raw(cast("ValueStatsDict", raw)),
                 np.asarray(arrays[f"{i}.sample"], dtype=np.float64),
                 f64(f"{i}.row_mean"),
                 f64(f"{i}.col_mean"),
@@ -367,21 +369,13 @@ def _f32(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return np.asarray(x.astype(np.float32), dtype=np.float64)
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _token_index(path: str) -> TokenIndex | None:
     """The tokenizer's ids and keys when one lies beside the checkpoint (None otherwise)."""
-    from .metadata import _Folder, _read_tokenizer, metadata_folder
+    from .sidecar import Folder, metadata_folder, read_tokenizer
 
     try:
-        folder = _Folder(metadata_folder(path))
-        tok = _read_tokenizer(folder)
+        folder = Folder(metadata_folder(path))
+        tok = read_tokenizer(folder)
     except (OSError, ValueError):
         return None
     if tok is None or not tok.vocab:
@@ -404,10 +398,10 @@ def fingerprint(
     its SHA-256 when ``hash_files``, and of a few columns of the token-keyed matrices when ``tokens``
     and a tokenizer lies beside the weights). Pure: the same checkpoint gives the same fingerprint
     (but for the creation time)."""
-    n = _threads(threads)
+    n = _engine.threads(threads)
     p = resolve(path)
-    with progress_callback(progress, "fingerprint") as cb:
-        raw = _modelkin.fingerprint(p, n, cb, sample_size, quantiles)
+    with _engine.callback(progress, "fingerprint") as cb:
+        raw = _engine.fingerprint(p, n, cb, sample_size, quantiles)
     info = CheckpointInfo.from_raw(raw["checkpoint"])
     index = _token_index(p) if tokens else None
     keyed: dict[str, tuple[tuple[int, ...], npt.NDArray[np.float64]]] = {}
@@ -415,7 +409,7 @@ def fingerprint(
         for name in token_matrices([(t.name, t.shape) for t in info.tensors], index.ids):
             shape = next(t.shape for t in info.tensors if t.name == name)
             wanted = columns_for(shape[1])
-            values = _modelkin.columns(p, [name], wanted, n)[name]
+            values = _engine.columns(p, [name], wanted, n)[name]
             ids, _ = index.below(shape[0])
             # Rounded as they will be stored, so a fingerprint compares the same saved or not.
             keyed[name] = (tuple(wanted), _f16(np.asarray(values, dtype=np.float64)[ids.astype(np.intp)]))
@@ -453,7 +447,7 @@ def fingerprint(
             "path": f.path,
             "size": f.size,
             "n_tensors": f.n_tensors,
-            "sha256": _sha256(f.path) if hash_files else None,
+            "sha256": sha256_file(f.path) if hash_files else None,
         }
         for f in info.files
     )

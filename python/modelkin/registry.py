@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .align import sample_z
 from .compare import CompareResult, compare_fingerprints
-from .evidence import learnt_matrix, log10_sf
+from .compare import screen as screen_prints
+from .evidence.weights import learnt_matrix
 from .fingerprint import Fingerprint, fingerprint, is_fingerprint, load, loads
-from .names import canonical
 from .verdict import KIN_LOG10_P
 
 __all__ = ["Entry", "Match", "Registry", "default_path"]
@@ -176,7 +175,7 @@ class Registry:
         matches = []
         digests = _learnt_digests(fs)
         for name, fp in entries:
-            screen = _screen(fp, fs)
+            screen = screen_prints(fp, fs)
             # A learnt matrix bit-identical to one of the suspect's is never screened out, whatever
             # the name-aligned matrices say (e.g. one layer copied under another layer's name).
             shared = not digests.isdisjoint(_learnt_digests(fp))
@@ -214,22 +213,3 @@ def _learnt_digests(fp: Fingerprint) -> set[str]:
         for t in fp.tensors
         if t.digest and learnt_matrix(t.name, t.shape) and t.stats.min < t.stats.max
     }
-
-
-def _screen(a: Fingerprint, b: Fingerprint) -> float | None:
-    """Adjusted log10 p of the most related name-aligned matrix pair; None when no name is shared
-    (then only the full comparison, which aligns by content, can tell)."""
-    if a.sample_size != b.sample_size:
-        return None
-    by_name = {canonical(t.name): t for t in b.tensors}
-    zs = []
-    for t in a.tensors:
-        o = by_name.get(canonical(t.name))
-        if o is None or o.shape != t.shape or not learnt_matrix(t.name, t.shape):
-            continue
-        z = sample_z(t.centred(), o.centred())
-        if math.isfinite(z):
-            zs.append(z)
-    if not zs:
-        return None
-    return min(0.0, log10_sf(max(zs)) + math.log10(len(zs)))

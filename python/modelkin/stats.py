@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from ._engine import MomentsDict, PairStatsDict, ValueStatsDict
 
 __all__ = ["Moments", "PairStats", "ValueStats", "histogram"]
 
@@ -50,7 +53,7 @@ class Moments:
         return cls(int(x.size), mean, float(e2.sum()), float((e2 * e).sum()), float((e2 * e2).sum()))
 
     @classmethod
-    def from_raw(cls, raw: dict[str, Any]) -> Moments:
+    def from_raw(cls, raw: MomentsDict) -> Moments:
         """Builds from the engine's dict."""
         return cls(int(raw["n"]), float(raw["mean"]), float(raw["m2"]), float(raw["m3"]), float(raw["m4"]))
 
@@ -104,7 +107,7 @@ class ValueStats:
     neg_inf: int
 
     @classmethod
-    def from_raw(cls, raw: dict[str, Any]) -> ValueStats:
+    def from_raw(cls, raw: ValueStatsDict) -> ValueStats:
         """Builds from the engine's dict."""
         return cls(
             count=int(raw["count"]),
@@ -230,7 +233,7 @@ class PairStats:
     sample_b: npt.NDArray[np.float64]
 
     @classmethod
-    def from_raw(cls, raw: dict[str, Any]) -> PairStats:
+    def from_raw(cls, raw: PairStatsDict) -> PairStats:
         """Builds from the engine's dict."""
         some = raw["d"]["n"] > 0
         return cls(

@@ -13,53 +13,74 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
+from ._types import Relation
 from .align import Alignment
-from .evidence import PairEvidence, log10_sf
+from .evidence.weights import PairEvidence, log10_sf
 from .names import layer_index
 
-__all__ = ["KIN_LOG10_P", "RELATIONS", "Verdict", "decide"]
+__all__ = ["KIN_LOG10_P", "RELATIONS", "WORDS", "Verdict", "Words", "decide"]
 
 #: Model-level threshold: adjusted log10 p below this calls the models kin.
 KIN_LOG10_P = -6.0
 
-RELATIONS = (
-    "identical",
-    "cast_copy",
-    "quantized_copy",
-    "noised_copy",
-    "scaled_copy",
-    "partial_copy",
-    "fine_tune",
-    "independent",
-    "inconclusive",
-)
 
-_TEXT = {
-    "identical": "B is identical to A",
-    "cast_copy": "B is A cast to another number format",
-    "cast_copy b->a": "A is B cast to another number format",
-    "quantized_copy": "B is a quantized copy of A",
-    "quantized_copy b->a": "A is a quantized copy of B",
-    "noised_copy": "B is a copy of A with Gaussian noise added",
-    "noised_copy b->a": "A is a copy of B with Gaussian noise added",
-    "scaled_copy": "B is A multiplied by a constant",
-    "partial_copy": "B is an unchanged copy of part of A",
-    "fine_tune": "B and A share their weights' origin: one is a fine-tune (continued training) of the other",
-    "independent": "B and A are independent: no tensor is more similar than chance",
-    "inconclusive": "the checkpoints have no learnt matrices of matching shape to compare",
+@dataclass(frozen=True)
+class Words:
+    """How a verdict of one relation is worded."""
+
+    text: str  # B's relation to A
+    reverse: str | None = None  # the same when the weights say A is the copy (direction "b->a")
+    detail: Callable[[Verdict], str | None] = lambda v: None  # the relation's own number, if any
+
+
+def _sigma_words(v: Verdict) -> str | None:
+    if v.sigma is None:
+        return None
+    lo, hi = v.sigma_ci or (math.nan, math.nan)
+    return f"σ = {v.sigma:.3g} (95% CI {lo:.3g}–{hi:.3g})"
+
+
+#: Every relation, most specific first, with its words. A new relation is one entry here, one rule in
+#: ``_RULES`` (unless it is decided before them), ``_types.Relation`` and the schema's enum.
+WORDS: dict[Relation, Words] = {
+    "identical": Words("B is identical to A"),
+    "cast_copy": Words(
+        "B is A cast to another number format",
+        "A is B cast to another number format",
+        lambda v: f"to {v.cast_to}" if v.cast_to else None,
+    ),
+    "quantized_copy": Words("B is a quantized copy of A", "A is a quantized copy of B"),
+    "noised_copy": Words(
+        "B is a copy of A with Gaussian noise added",
+        "A is a copy of B with Gaussian noise added",
+        _sigma_words,
+    ),
+    "scaled_copy": Words(
+        "B is A multiplied by a constant",
+        detail=lambda v: f"factor {v.scale:.6g}" if v.scale is not None else None,
+    ),
+    "partial_copy": Words("B is an unchanged copy of part of A"),
+    "fine_tune": Words(
+        "B and A share their weights' origin: one is a fine-tune (continued training) of the other"
+    ),
+    "independent": Words("B and A are independent: no tensor is more similar than chance"),
+    "inconclusive": Words("the checkpoints have no learnt matrices of matching shape to compare"),
 }
+
+RELATIONS: tuple[Relation, ...] = tuple(WORDS)
 
 
 @dataclass(frozen=True)
 class Verdict:
     """How B relates to A, with the numbers behind it."""
 
-    relation: str
+    relation: Relation
     log10_p: float  # adjusted log10 p of kinship (very negative: kin; near 0: no evidence)
     confidence: float  # kin: 1 − p; independent: the adjusted p of the strongest kinship signal
     sigma: float | None = None  # noised copy: σ of the added noise
@@ -86,16 +107,11 @@ class Verdict:
     @property
     def sentence(self) -> str:
         """The verdict in one sentence."""
-        s = _TEXT.get(f"{self.relation} {self.direction}", _TEXT[self.relation])
-        extra = []
-        if self.relation == "noised_copy" and self.sigma is not None:
-            lo, hi = self.sigma_ci or (math.nan, math.nan)
-            extra.append(f"σ = {self.sigma:.3g} (95% CI {lo:.3g}–{hi:.3g})")
-        if self.relation == "scaled_copy" and self.scale is not None:
-            extra.append(f"factor {self.scale:.6g}")
-        if self.relation == "cast_copy" and self.cast_to:
-            extra.append(f"to {self.cast_to}")
-        if self.direction == "b->a" and self.relation not in ("noised_copy", "cast_copy", "quantized_copy"):
+        words = WORDS[self.relation]
+        reversed_words = self.direction == "b->a" and words.reverse is not None
+        s = words.reverse if reversed_words and words.reverse else words.text
+        extra = [d] if (d := words.detail(self)) is not None else []
+        if self.direction == "b->a" and not reversed_words:
             extra.append("the weights suggest A was derived from B")
         elif self.direction == "shared-ancestor":
             extra.append("direction not determined: they may be siblings of one ancestor")
@@ -270,59 +286,127 @@ def decide(
     if shared < 0.5:
         notes.append(f"only {shared:.0%} of A's learnt parameters are shared: B keeps part of A")
 
-    def verdict(relation: str, **kw: Any) -> Verdict:
+    def verdict(relation: Relation, **kw: Any) -> Verdict:
         return Verdict(
             relation, adjusted, confidence, shared_fraction=shared, notes=tuple(notes), **common, **kw
         )
 
-    whole = not alignment.only_a and not alignment.only_b and vocab_rows is None
-    main = set(kinds)
-    if main <= {"identical", "cast"} and "cast" in main:
-        casts = Counter(e.cast_to for e in rel if e.cast_to)
-        return verdict("cast_copy", cast_to=casts.most_common(1)[0][0], direction=_copy_side(rel, "cast"))
-    if main <= {"identical"}:
-        dtypes = {(e.dtype_a, e.dtype_b) for e in evidence}
-        if any(a != b for a, b in dtypes):  # equal values in another format: a lossless cast
-            return verdict("cast_copy", cast_to=Counter(e.dtype_b for e in evidence).most_common(1)[0][0])
-        # Units put back in place (kind "permuted") count as unchanged.
-        if whole and all(e.kind in ("identical", "permuted") for e in evidence):
-            return verdict("identical")
-        # Whatever B shares with A it holds unchanged; the rest is missing or its own.
-        return verdict("partial_copy")
-    if kinds.get("quantized", 0) >= 0.8 * sum(kinds.values()):
-        return verdict("quantized_copy", direction=_copy_side(rel, "quantized"))
-    if kinds.get("scaled", 0) >= 0.8 * sum(kinds.values()):
-        factors = np.array([e.scale for e in rel if e.kind == "scaled"])
-        if factors.size and np.std(factors) <= 1e-3 * abs(np.mean(factors)):
-            return verdict("scaled_copy", scale=float(np.mean(factors)))
-    gaussian = [e for e in evidence if e.related and e.kind in ("gaussian", "identical") and e.stats.n > 1]
-    if kinds.get("gaussian", 0) >= 0.8 * sum(kinds.values()):
-        # Noise added on purpose has one σ in every tensor, whatever the tensor's own scale.
-        sig = np.array([e.stats.d.std for e in gaussian if e.kind == "gaussian" and e.stats.n >= 64])
-        w = np.array([e.stats.n for e in gaussian if e.kind == "gaussian" and e.stats.n >= 64], dtype=float)
-        if sig.size >= 2:
-            spread = float(np.sqrt(np.average((sig - np.average(sig, weights=w)) ** 2, weights=w)))
-            centre = float(np.average(sig, weights=w))
-            scales = np.array(
-                [e.stats.a_on_pair.std for e in gaussian if e.kind == "gaussian" and e.stats.n >= 64]
-            )
-            if spread <= 0.1 * centre:
-                tot_n = float(w.sum())
-                total_m2 = sum(e.stats.d.m2 for e in gaussian if e.kind == "gaussian" and e.stats.n >= 64)
-                sigma = math.sqrt(total_m2 / tot_n)
-                # SE of σ from its per-tensor estimates (robust to non-normal d), at least the sampling SE.
-                se = max(float(np.std(sig)) / math.sqrt(sig.size), sigma / math.sqrt(2 * tot_n))
-                if scales.size and scales.max() > 3 * scales.min():
-                    notes.append(
-                        "the same σ of d in tensors whose own scales differ "
-                        f"{scales.max() / scales.min():.0f}-fold"
-                    )
-                noisy = [e for e in gaussian if e.kind == "gaussian"]
-                reverse = sum(abs(e.stats.corr_d_b) < abs(e.stats.corr_d_a) for e in noisy) > len(noisy) / 2
-                return verdict(
-                    "noised_copy",
-                    sigma=sigma,
-                    sigma_ci=(sigma - 1.96 * se, sigma + 1.96 * se),
-                    direction="b->a" if reverse else "a->b",
-                )
-    return verdict("fine_tune", direction=_direction(rel))
+    case = _Case(evidence, rel, kinds, not alignment.only_a and not alignment.only_b and vocab_rows is None)
+    for relation, rule in _RULES:
+        found = rule(case)
+        if found is not None:
+            notes.extend(found.pop("notes", ()))
+            return verdict(relation, **found)
+    raise AssertionError("the last rule (fine_tune) always applies")
+
+
+@dataclass(frozen=True)
+class _Case:
+    """What the rules for related models look at."""
+
+    evidence: list[PairEvidence]  # every aligned pair
+    related: list[PairEvidence]  # the informative pairs found related
+    kinds: Counter[str]  # parameters per kind among ``related`` (units put back in place left out)
+    whole: bool  # every tensor paired, and whole
+
+    def share(self, kind: str) -> bool:
+        """Whether ``kind`` holds at least 80% of the related parameters."""
+        return self.kinds.get(kind, 0) >= 0.8 * sum(self.kinds.values())
+
+
+#: A rule: the Verdict fields (and any ``notes`` to add) when its relation applies, else None.
+_Rule = Callable[[_Case], Optional[dict[str, Any]]]
+
+
+def _lossy_cast(c: _Case) -> dict[str, Any] | None:
+    main = set(c.kinds)
+    if not (main <= {"identical", "cast"} and "cast" in main):
+        return None
+    casts = Counter(e.cast_to for e in c.related if e.cast_to)
+    return {"cast_to": casts.most_common(1)[0][0], "direction": _copy_side(c.related, "cast")}
+
+
+def _lossless_cast(c: _Case) -> dict[str, Any] | None:
+    if not set(c.kinds) <= {"identical"}:
+        return None
+    dtypes = {(e.dtype_a, e.dtype_b) for e in c.evidence}
+    if not any(a != b for a, b in dtypes):  # equal values in another format: a lossless cast
+        return None
+    return {"cast_to": Counter(e.dtype_b for e in c.evidence).most_common(1)[0][0]}
+
+
+def _identical(c: _Case) -> dict[str, Any] | None:
+    # Units put back in place (kind "permuted") count as unchanged.
+    unchanged = set(c.kinds) <= {"identical"}
+    return (
+        {} if unchanged and c.whole and all(e.kind in ("identical", "permuted") for e in c.evidence) else None
+    )
+
+
+def _partial(c: _Case) -> dict[str, Any] | None:
+    # Whatever B shares with A it holds unchanged; the rest is missing or its own.
+    return {} if set(c.kinds) <= {"identical"} else None
+
+
+def _quantized(c: _Case) -> dict[str, Any] | None:
+    return {"direction": _copy_side(c.related, "quantized")} if c.share("quantized") else None
+
+
+def _scaled(c: _Case) -> dict[str, Any] | None:
+    if not c.share("scaled"):
+        return None
+    factors = np.array([e.scale for e in c.related if e.kind == "scaled"])
+    if factors.size and np.std(factors) <= 1e-3 * abs(np.mean(factors)):
+        return {"scale": float(np.mean(factors))}
+    return None
+
+
+def _noised(c: _Case) -> dict[str, Any] | None:
+    gaussian = [e for e in c.evidence if e.related and e.kind in ("gaussian", "identical") and e.stats.n > 1]
+    if not c.share("gaussian"):
+        return None
+    # Noise added on purpose has one σ in every tensor, whatever the tensor's own scale.
+    sig = np.array([e.stats.d.std for e in gaussian if e.kind == "gaussian" and e.stats.n >= 64])
+    w = np.array([e.stats.n for e in gaussian if e.kind == "gaussian" and e.stats.n >= 64], dtype=float)
+    if sig.size < 2:
+        return None
+    spread = float(np.sqrt(np.average((sig - np.average(sig, weights=w)) ** 2, weights=w)))
+    centre = float(np.average(sig, weights=w))
+    scales = np.array([e.stats.a_on_pair.std for e in gaussian if e.kind == "gaussian" and e.stats.n >= 64])
+    if not spread <= 0.1 * centre:  # (NaN included)
+        return None
+    tot_n = float(w.sum())
+    total_m2 = sum(e.stats.d.m2 for e in gaussian if e.kind == "gaussian" and e.stats.n >= 64)
+    sigma = math.sqrt(total_m2 / tot_n)
+    # SE of σ from its per-tensor estimates (robust to non-normal d), at least the sampling SE.
+    se = max(float(np.std(sig)) / math.sqrt(sig.size), sigma / math.sqrt(2 * tot_n))
+    notes = []
+    if scales.size and scales.max() > 3 * scales.min():
+        notes.append(
+            f"the same σ of d in tensors whose own scales differ {scales.max() / scales.min():.0f}-fold"
+        )
+    noisy = [e for e in gaussian if e.kind == "gaussian"]
+    reverse = sum(abs(e.stats.corr_d_b) < abs(e.stats.corr_d_a) for e in noisy) > len(noisy) / 2
+    return {
+        "sigma": sigma,
+        "sigma_ci": (sigma - 1.96 * se, sigma + 1.96 * se),
+        "direction": "b->a" if reverse else "a->b",
+        "notes": notes,
+    }
+
+
+def _fine_tune(c: _Case) -> dict[str, Any] | None:
+    return {"direction": _direction(c.related)}
+
+
+#: How related models are told apart: the first rule that applies gives the relation.
+_RULES: tuple[tuple[Relation, _Rule], ...] = (
+    ("cast_copy", _lossy_cast),
+    ("cast_copy", _lossless_cast),
+    ("identical", _identical),
+    ("partial_copy", _partial),
+    ("quantized_copy", _quantized),
+    ("scaled_copy", _scaled),
+    ("noised_copy", _noised),
+    ("fine_tune", _fine_tune),
+)

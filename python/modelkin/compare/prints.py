@@ -1,238 +1,34 @@
-"""``modelkin.compare``: how checkpoint B relates to checkpoint A, with the evidence.
-
-First each model is sketched on its own: the values at a deterministic set of positions per tensor
-(a few thousand reads, not a pass over the data), so that tensors can be aligned without trusting
-their names. Then one streaming pass over the aligned pairs accumulates the statistics of their
-differences (and of the tensors left unpaired). The verdict is drawn from both.
-"""
+"""The tests of :func:`modelkin.compare` run on two fingerprints, at the power their contents allow."""
 
 from __future__ import annotations
 
 import math
 import os
 import time
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import replace
 
 import numpy as np
 
-from . import _modelkin
-from .align import Alignment, Pairing, TensorSketch, align, sample_z
-from .behavior import BehaviorResult
-from .checkpoint import CheckpointInfo
-from .diff import DiffResult, TensorDiff, TensorSummary, _threads, json_safe
-from .evidence import PairEvidence, assess, kinship_z, learnt_matrix, log10_sf
-from .fingerprint import Fingerprint, TensorPrint, is_fingerprint
-from .fingerprint import fingerprint as make_print
-from .fingerprint import load as load_print
-from .hub import resolve
-from .metadata import MetadataEvidence, compare_metadata
-from .names import canonical, layer_index
-from .profiles import ProfileComparison, compare_profiles
-from .progress import ProgressArg, progress_callback
-from .spectra import SpectrumCheck, check_spectra
-from .stats import Moments, PairStats, ValueStats
-from .tokens import TokenEvidence, token_test
-from .units import FAMILIES, HEAD, match_units, unit_groups
-from .verdict import Verdict, decide
+from .._types import Method
+from ..align import Alignment, Pairing, align, sample_z
+from ..diff import DiffResult, TensorDiff, TensorSummary
+from ..evidence.profiles import compare_profiles
+from ..evidence.spectra import SpectrumCheck, check_spectra
+from ..evidence.tokens import TokenEvidence, token_test
+from ..evidence.weights import PairEvidence, assess, learnt_matrix, log10_sf
+from ..fingerprint import Fingerprint, TensorPrint, is_fingerprint
+from ..fingerprint import fingerprint as make_print
+from ..fingerprint import load as load_print
+from ..names import canonical, layer_index
+from ..progress import ProgressArg
+from ..stats import Moments, PairStats, ValueStats
+from ..verdict import decide
+from .result import CompareResult, PrintEvidence
 
-__all__ = ["COMPARE_SCHEMA", "CompareResult", "compare", "compare_fingerprints"]
-
-#: Version tag of :meth:`CompareResult.to_dict`.
-COMPARE_SCHEMA = "modelkin.compare/1"
+__all__ = ["PRINT_LIMITS", "compare_fingerprints", "print_of", "screen"]
 
 
-@dataclass(frozen=True)
-class PrintEvidence:
-    """The parts of a comparison of fingerprints that the position-based tests do not give.
-
-    ``identical``: (A, B) tensor pairs whose content digests are equal (bit-identical tensors,
-    whatever their names); ``digests_compared``: tensors of A whose digest was compared with a tensor of
-    B's (0 when either fingerprint has no digests). ``spectra``: norm spectra of matrices that look
-    unrelated position by position (:mod:`modelkin.spectra`; supporting evidence only). ``tokens``:
-    token-keyed matrices compared on their shared tokens (:mod:`modelkin.tokens`). ``not_run``: the
-    tests a fingerprint could not run, each with the reason.
-    """
-
-    identical: tuple[tuple[str, str], ...]
-    digests_compared: int
-    spectra: tuple[SpectrumCheck, ...]
-    tokens: tuple[TokenEvidence, ...]
-    not_run: tuple[str, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain, JSON-ready fields."""
-        return {
-            "identical": [list(p) for p in self.identical],
-            "digests_compared": self.digests_compared,
-            "spectra": [c.to_dict() for c in self.spectra],
-            "tokens": [t.to_dict() for t in self.tokens],
-            "not_run": list(self.not_run),
-        }
-
-
-@dataclass(frozen=True)
-class CompareResult:
-    """The answer to "how does B relate to A": the verdict, the evidence per tensor pair, the alignment
-    and the underlying diff of the aligned pairs."""
-
-    verdict: Verdict
-    evidence: tuple[PairEvidence, ...]
-    alignment: Alignment
-    diff: DiffResult
-    metadata: MetadataEvidence | None = None  # configs and tokenizers beside the weights
-    behavior: BehaviorResult | None = None  # per-item answers, when they were given
-    profiles: ProfileComparison | None = None  # per-layer std/mean/norm profiles (descriptive)
-    prints: PrintEvidence | None = None  # what only fingerprints give: digests, spectra, token rows
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict with a versioned schema tag (``"schema": "modelkin.compare/1"``)."""
-        out: dict[str, Any] = json_safe(
-            {
-                "schema": COMPARE_SCHEMA,
-                "modelkin_version": _modelkin.__version__,
-                "a": self.diff.a.to_dict(),
-                "b": self.diff.b.to_dict(),
-                "verdict": self.verdict.to_dict(),
-                "metadata": None if self.metadata is None else self.metadata.to_dict(),
-                "behavior": None if self.behavior is None else self.behavior.to_dict(),
-                "profiles": None if self.profiles is None else self.profiles.to_dict(),
-                "fingerprints": None if self.prints is None else self.prints.to_dict(),
-                "evidence": [e.to_dict() for e in self.evidence],
-                "alignment": self.alignment.to_dict(),
-                "totals": self.diff.totals(),
-                "threads": self.diff.threads,
-                "seconds": self.diff.seconds,
-            }
-        )
-        return out
-
-
-def _sketches(raw: dict[str, Any]) -> list[TensorSketch]:
-    return [TensorSketch.from_raw(t) for t in raw["tensors"]]
-
-
-def compare(
-    a: str | os.PathLike[str] | Fingerprint,
-    b: str | os.PathLike[str] | Fingerprint,
-    *,
-    threads: int | None = None,
-    progress: ProgressArg = None,
-    sample_size: int = 4096,
-) -> CompareResult:
-    """Compares checkpoint ``b`` against ``a`` and says how they relate (see :mod:`modelkin.verdict`).
-
-    Tensors are aligned by canonical name and by content, so renamed, re-indexed (layer-dropped) and
-    resized (vocabulary) tensors are still compared. ``threads`` and ``progress`` are as in
-    :func:`modelkin.diff`. Either side may be a fingerprint (a file written by
-    :func:`modelkin.fingerprint`, or the object): the same tests then run on what it holds (see
-    :func:`compare_fingerprints`).
-    """
-    n = _threads(threads)
-    a = a if isinstance(a, Fingerprint) else resolve(a)
-    b = b if isinstance(b, Fingerprint) else resolve(b)
-    if isinstance(a, Fingerprint) or isinstance(b, Fingerprint) or is_fingerprint(a) or is_fingerprint(b):
-        return compare_fingerprints(
-            _print_of(a, b, n, progress, sample_size), _print_of(b, a, n, progress, sample_size)
-        )
-    pa, pb = os.fspath(a), os.fspath(b)
-    start = time.perf_counter()
-    with progress_callback(progress, "compare") as cb:
-        sk_a = _sketches(_modelkin.sample_values(pa, n, sample_size))
-        sk_b = _sketches(_modelkin.sample_values(pb, n, sample_size))
-        alignment = align(sk_a, sk_b)
-        plan = [(p.a, p.b, p.rows, p.first_a, p.first_b, p.transposed) for p in alignment.pairs]
-        raw = _modelkin.diff_pairs(
-            pa, pb, plan, list(alignment.only_a), list(alignment.only_b), n, cb, sample_size
-        )
-
-    by_a = {t.name: t for t in sk_a}
-    by_b = {t.name: t for t in sk_b}
-    singles = [TensorSummary.from_raw(t) for t in raw["singles_a"] + raw["singles_b"]]
-    single_a = {t.name: t for t in singles[: len(raw["singles_a"])]}
-    single_b = {t.name: t for t in singles[len(raw["singles_a"]) :]}
-    evidence = []
-    diffs = []
-    for pairing, rp in zip(alignment.pairs, raw["pairs"]):
-        stats = PairStats.from_raw(rp)
-        shape = tuple(rp["shape"])
-        z = kinship_z(stats, shape, rp.get("positions"), rp.get("margins"))
-        evidence.append(assess(pairing, shape, rp["dtype_a"], rp["dtype_b"], stats, z))
-        diffs.append(TensorDiff(pairing.a, tuple(rp["shape"]), rp["dtype_a"], rp["dtype_b"], stats))
-
-    evidence = _unpermute(pa, pb, evidence, n)
-    seconds = time.perf_counter() - start
-    total = PairStats.from_raw(raw["total"])
-    diff = DiffResult(
-        a=CheckpointInfo.from_raw(raw["a"]),
-        b=CheckpointInfo.from_raw(raw["b"]),
-        pairs=tuple(diffs),
-        only_a=tuple(single_a[name] for name in alignment.only_a),
-        only_b=tuple(single_b[name] for name in alignment.only_b),
-        shape_mismatch=(),
-        total=total,
-        threads=n,
-        seconds=seconds,
-    )
-    resized = next((p for p in alignment.pairs if p.method == "rows"), None)
-    vocab = (by_a[resized.a].shape[0], by_b[resized.b].shape[0]) if resized else None
-    learnt = sum(t.numel for t in sk_a if learnt_matrix(t.name, t.shape))
-    verdict = decide(evidence, alignment, [t.name for t in sk_a], [t.name for t in sk_b], vocab, learnt)
-    # Per-layer profiles from every tensor's own statistics (pairs over part of a tensor left out).
-    whole = [(p, rp) for p, rp in zip(alignment.pairs, raw["pairs"]) if p.rows is None]
-    stats_a = {rp["name"]: ValueStats.from_raw(rp["a"]) for _, rp in whole}
-    stats_b = {rp["name_b"]: ValueStats.from_raw(rp["b"]) for _, rp in whole}
-    stats_a |= {t.name: t.stats for t in single_a.values()}
-    stats_b |= {t.name: t.stats for t in single_b.values()}
-    profiles = compare_profiles(stats_a.items(), stats_b.items())
-    # Configs and tokenizers are a separate, weaker line of evidence: reported, never decisive.
-    return CompareResult(
-        verdict, tuple(evidence), alignment, diff, compare_metadata(pa, pb), profiles=profiles
-    )
-
-
-#: A related matrix correlating less than this with its counterpart may hold some units moved.
-_LOW_R = 0.9
-
-
-def _scrambled(e: PairEvidence) -> bool:
-    """Whether a matrix looks unrelated, or related only weakly, element by element: what a
-    permutation of its units that left some of them in place would look like."""
-    return not e.related or (e.kind == "update" and e.stats.pearson < _LOW_R)
-
-
-def _unpermute(a: str, b: str, evidence: list[PairEvidence], threads: int) -> list[PairEvidence]:
-    """Looks for permuted hidden units (MLP units, attention heads) where some of a layer's matrices
-    look unrelated in an otherwise related model.
-
-    Their evidence is replaced by the test of the unit matching (kind ``"permuted"``).
-    """
-    if not any(e.related and e.informative for e in evidence):
-        return evidence
-    by_a = {e.pairing.a: e for e in evidence}
-    whole = [(e.pairing.a, e.pairing.b) for e in evidence if e.rows_whole]
-    suspects = [
-        (family, block, layer, group)
-        for family, members, block in FAMILIES
-        for layer, group in unit_groups(whole, members).items()
-        if any(_scrambled(by_a[t[0]]) for t in group)
-    ]
-    if not suspects:
-        return evidence
-    names_a = sorted({t[0] for *_, group in suspects for t in group})
-    names_b = sorted({t[1] for *_, group in suspects for t in group})
-    heads_a = _modelkin.heads(a, names_a, HEAD, threads)
-    heads_b = _modelkin.heads(b, names_b, HEAD, threads)
-    for family, block, layer, group in suspects:
-        m = match_units(layer, group, heads_a, heads_b, block, family)
-        if m is None or not m.permuted:
-            continue
-        for name_a, _ in m.tensors:
-            by_a[name_a] = replace(by_a[name_a], kind="permuted", z=m.z, log10_p=log10_sf(m.z))
-    return [by_a[e.pairing.a] for e in evidence]
-
-
-def _print_of(
+def print_of(
     x: str | os.PathLike[str] | Fingerprint,
     other: str | os.PathLike[str] | Fingerprint,
     threads: int,
@@ -283,7 +79,7 @@ def _digest_pairs(fa: Fingerprint, fb: Fingerprint) -> list[Pairing]:
         tb = ub.get(key)
         if tb is None:
             continue
-        method = "name" if canonical(ta.name) == canonical(tb.name) else "content"
+        method: Method = "name" if canonical(ta.name) == canonical(tb.name) else "content"
         out.append(Pairing(ta.name, tb.name, method, sample_z(ta.sample, tb.sample)))
     return out
 
@@ -554,3 +350,23 @@ def _pooled_stats(fp: Fingerprint, names: list[str]) -> ValueStats:
         pos_inf=sum(t.pos_inf for t in ts),
         neg_inf=sum(t.neg_inf for t in ts),
     )
+
+
+def screen(a: Fingerprint, b: Fingerprint) -> float | None:
+    """A cheap first look (what :meth:`modelkin.Registry.identify` screens entries with): the adjusted
+    log10 p of the most related name-aligned matrix pair; None when no name is shared
+    (then only the full comparison, which aligns by content, can tell)."""
+    if a.sample_size != b.sample_size:
+        return None
+    by_name = {canonical(t.name): t for t in b.tensors}
+    zs = []
+    for t in a.tensors:
+        o = by_name.get(canonical(t.name))
+        if o is None or o.shape != t.shape or not learnt_matrix(t.name, t.shape):
+            continue
+        z = sample_z(t.centred(), o.centred())
+        if math.isfinite(z):
+            zs.append(z)
+    if not zs:
+        return None
+    return min(0.0, log10_sf(max(zs)) + math.log10(len(zs)))

@@ -13,13 +13,17 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from .align import Pairing, sample_z
-from .stats import PairStats
+from .._types import Kind
+from ..align import Pairing, sample_z
+from ..stats import PairStats
+
+if TYPE_CHECKING:
+    from .._engine import MarginsDict
 
 __all__ = ["PairEvidence", "assess", "double_centred", "kinship_z", "learnt_matrix", "log10_sf"]
 
@@ -106,7 +110,7 @@ class PairEvidence:
     GGUF block format and d stays within that format's grid bound, see :func:`block_grid_bound`),
     ``gaussian`` (d looks like added noise), ``scaled`` (b ≈ c·a), ``update`` (related, with
     structured changes), ``permuted`` (related once hidden units are matched, see
-    :mod:`modelkin.units`) or ``unrelated``. For a cast or a block-quantised copy, ``derived`` says
+    :mod:`modelkin.evidence.units`) or ``unrelated``. For a cast or a block-quantised copy, ``derived`` says
     which side is the copy: ``"b"`` (B is A rounded) or ``"a"`` (A is B rounded).
     """
 
@@ -118,7 +122,7 @@ class PairEvidence:
     informative: bool
     z: float
     log10_p: float
-    kind: str
+    kind: Kind
     cast_to: str | None
     scale: float
     grid_levels: float
@@ -211,7 +215,7 @@ def kinship_z(
     stats: PairStats,
     shape: tuple[int, ...],
     positions: npt.NDArray[np.uint64] | None,
-    margins: dict[str, npt.NDArray[np.float64]] | None,
+    margins: MarginsDict | None,
 ) -> float:
     """The kinship z score of a pair: the residual correlation where row and column sums are known."""
     sa, sb = stats.sample_a, stats.sample_b
@@ -247,6 +251,7 @@ def assess(
         cast_to, derived = _cast(s, dtype_a, dtype_b)
     block = None if identical or not related or cast_to else _block_quantized(s, dtype_a, dtype_b)
 
+    kind: Kind
     if identical:
         kind = "identical"
     elif not related:

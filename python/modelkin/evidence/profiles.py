@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from .names import layer_index, module_of
-from .stats import ValueStats
+from ..names import layer_index, module_of
+from ..stats import ValueStats
 
 __all__ = ["MIN_LAYERS", "KindProfile", "ProfileComparison", "compare_profiles", "layer_profiles"]
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from .align import sample_z
-from .names import canonical, layer_index
+from ..align import sample_z
+from ..names import canonical, layer_index
 
 __all__ = ["FAMILIES", "UnitMatch", "match_units", "unit_groups"]
 

@@ -1,7 +1,7 @@
 """Embedding rows keyed by token: kinship across a changed or reordered vocabulary.
 
 A fingerprint made beside a tokenizer (``tokenizer.json``, ``vocab.json`` or ``vocab.txt``, read by
-:mod:`modelkin.metadata`, added tokens included) keeps, for each matrix whose rows are tokens (the
+:mod:`modelkin.sidecar`, added tokens included) keeps, for each matrix whose rows are tokens (the
 embedding, and the LM head when it is not tied), the values at :data:`COLUMNS` fixed columns of every
 row that has a token, keyed by a stable 64-bit hash of the token's text (:func:`token_key`). Two
 fingerprints are then aligned token by token, whatever ids the tokens have, and the kinship test
@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .names import layer_index
+from ..names import layer_index
 
 __all__ = [
     "COLUMNS",

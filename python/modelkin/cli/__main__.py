@@ -1,0 +1,7 @@
+"""``python -m modelkin.cli``: the ``modelkin`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

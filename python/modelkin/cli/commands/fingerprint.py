@@ -1,0 +1,56 @@
+"""``modelkin fingerprint``: a compact fingerprint of a checkpoint, written to a file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ...fingerprint import FORMAT, fingerprint
+from ..console import console, finish_streaming_parser, progress_wanted
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Adds ``fingerprint`` to the ``add_subparsers()`` object and returns its parser."""
+    sp: argparse.ArgumentParser = subparsers.add_parser(
+        "fingerprint", help="write a compact fingerprint of a checkpoint"
+    )
+    sp.add_argument("path", help="the checkpoint")
+    sp.add_argument("-o", "--output", required=True, help="fingerprint file to write")
+    sp.add_argument("--sample-size", type=int, default=2048, help="values sampled per tensor")
+    return finish_streaming_parser(sp, run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs ``modelkin fingerprint`` for parsed arguments; returns the exit status."""
+    out, progress = console(sys.stdout), progress_wanted(args)
+    fp = fingerprint(args.path, threads=args.threads, progress=progress, sample_size=args.sample_size)
+    path = fp.save(args.output)
+    size = path.stat().st_size
+    keyed = sum(t.token_values is not None for t in fp.tensors)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "output": str(path),
+                    "bytes": size,
+                    "tensors": len(fp.tensors),
+                    "format": FORMAT,
+                    "token_keyed": keyed,
+                }
+            )
+        )
+    else:
+        tokens = (
+            f"; {keyed} token-keyed matrices over {fp.tokens.ids.size:,} tokens"
+            if fp.tokens is not None
+            else "; no tokenizer found, no token-keyed rows"
+        )
+        out.print(
+            f"wrote {path} ({size:,} bytes, {FORMAT}, {len(fp.tensors)} tensors, {fp.sample_size} values "
+            f"each{tokens})"
+        )
+    return 0
