@@ -378,9 +378,9 @@ def prepare(spec: dict[str, Any]) -> tuple[Callable[[], Any], Callable[[Any], Ch
     a, b, threads, kind = spec["a"], spec["b"], spec["threads"], spec["kind"]
     names: list[str] | None = spec["names"]
     if kind == "floor":
-        from modelkin import _modelkin
+        from modelkin import _engine
 
-        return (lambda: _modelkin.read_pair(a, b, threads)), (lambda _: {}), ""
+        return (lambda: _engine.read_pair(a, b, threads)), (lambda _: {}), ""
     if kind == "modelkin":
         import modelkin
 
@@ -468,7 +468,7 @@ class Contender:
 
 
 CONTENDERS = (
-    *(Contender("floor", "`_modelkin.read_pair` (read-only floor)", n) for n in THREADS),
+    *(Contender("floor", "`modelkin._engine.read_pair` (read-only floor)", n) for n in THREADS),
     *(Contender("modelkin", "`modelkin.diff`", n) for n in THREADS),
     Contender("numpy", "numpy script (float64)", 1),
     *(Contender("torch", "torch script (float32)", n) for n in THREADS),
@@ -743,10 +743,10 @@ def elf_sections(path: Path) -> set[str]:
 def native_build() -> str:
     """Whether the native module looks like a release build (``maturin develop`` without ``--release``
     builds the dev profile, whose debug info shows as a ``.debug_info`` section)."""
-    from modelkin import _modelkin
+    from modelkin import _engine
 
     try:
-        debug = ".debug_info" in elf_sections(Path(_modelkin.__file__ or ""))
+        debug = ".debug_info" in elf_sections(Path(_engine.native_file()))
     except (OSError, ValueError, struct.error):
         return "build profile unknown"
     return "debug info present: a dev build? rebuild with --release" if debug else "release build"

@@ -62,6 +62,16 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def code_hashes(files: list[str | None]) -> str:
+    """Each measured file of modelkin as "name sha", named by its path inside the package."""
+
+    def name(f: str | None) -> str:
+        parts = Path(f or "?").parts
+        return "/".join(parts[parts.index("modelkin") + 1 :]) if "modelkin" in parts[:-1] else parts[-1]
+
+    return ", ".join(f"{name(f)} {file_sha(f)}" for f in files)
+
+
 def file_sha(path: str | None) -> str:
     """The first 12 hex digits of a file's SHA-256 (which build of the code was measured)."""
     try:

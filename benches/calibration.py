@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "suppo
 
 import derive
 import modelkin
-from benchkit import count, cpu_model, file_sha, frac, log, lp, table, write, write_atomically
+from benchkit import code_hashes, count, cpu_model, frac, log, lp, table, write, write_atomically
 from cases import CASES, RENAME_SEED
 from modelkin.compare import CompareResult
 from modelkin.demo import DemoShape
@@ -270,13 +270,13 @@ def sd_mad(xs: npt.NDArray[np.float64]) -> float:
 def machine_section(args: argparse.Namespace, run: Run) -> list[str]:
     """Date, machine, versions, command and how long each phase took."""
     import scipy
-    from modelkin import _modelkin, evidence, verdict
+    from modelkin import _engine, verdict
+    from modelkin.evidence import weights
 
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    code = ", ".join(
-        f"{Path(m.__file__ or '?').name} {file_sha(m.__file__)}" for m in (evidence, verdict, _modelkin)
-    )
+    files = [weights.__file__, verdict.__file__, _engine.native_file()]
+    code = code_hashes(files)
     rows = [
         ["date", now],
         ["command", f"`{args.command}`"],

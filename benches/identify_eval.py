@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "suppo
 
 import derive
 import modelkin
-from benchkit import count, cpu_model, file_sha, frac, log, lp, table, write, write_atomically
+from benchkit import code_hashes, count, cpu_model, frac, log, lp, table, write, write_atomically
 from cases import CASES, DROPPED, EXTRA_ROWS, RENAME_SEED, SCALE, Case
 from modelkin.registry import Match
 from modelkin.verdict import KIN_LOG10_P, RELATIONS
@@ -410,13 +410,12 @@ def ms(seconds: Sequence[float]) -> str:
 def machine_section(args: argparse.Namespace, run: Run) -> list[str]:
     """Date, machine, versions, command and how long each phase took."""
     # modelkin re-exports functions under some of these names: take the modules themselves.
-    modules = [
-        importlib.import_module(f"modelkin.{n}")
-        for n in ("registry", "fingerprint", "compare", "evidence", "verdict", "_modelkin")
-    ]
+    names = ("registry", "fingerprint", "compare.weights", "compare.prints", "evidence.weights", "verdict")
+    files = [importlib.import_module(f"modelkin.{n}").__file__ for n in names]
+    files.append(importlib.import_module("modelkin._engine").native_file())
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    code = ", ".join(f"{Path(m.__file__ or '?').name} {file_sha(m.__file__)}" for m in modules)
+    code = code_hashes(files)
     rows = [
         ["date", now],
         ["command", f"`{args.command}`"],

@@ -3,7 +3,7 @@
 "weight-std fingerprint", measured on the controls of ``tests/support/derive.py`` and on a depth-scaled
 recipe.
 
-For each group of models, every pair is fingerprinted and compared with ``modelkin.profiles``; the
+For each group of models, every pair is fingerprinted and compared with ``modelkin.evidence.profiles``; the
 report gives, over the pairs, the median and the largest per-pair r (the median over kinds of tensor of
 the correlation of their std profiles over the layers), and the largest single-kind |r|. Written to
 ``benches/PROFILES.md``::
@@ -35,7 +35,7 @@ import derive
 import modelkin
 from benchkit import cpu_model, log, table, write, write_atomically
 from modelkin.demo import DemoShape
-from modelkin.profiles import ProfileComparison, compare_profiles
+from modelkin.evidence.profiles import ProfileComparison, compare_profiles
 
 HERE = Path(__file__).resolve().parent
 #: The kinds the depth-scaled recipe scales.
@@ -129,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC · {cpu_model()} · modelkin "
             f"{modelkin.__version__} · `python benches/profile_controls.py --models {n}`",
             "",
-            "Each pair of models is fingerprinted and compared with `modelkin.profiles.compare_profiles`. "
+            "Each pair of models is fingerprinted and compared with "
+            "`modelkin.evidence.profiles.compare_profiles`. "
             "*r*: per pair, the median over kinds of tensor (q, k, v, o, gate, up, down, the two norms) of "
             "the Pearson correlation of their std over the layers; *max single-kind |r|*: the largest "
             "|r| of one kind in any pair; *median r, o & down*: the median r of the two kinds the "
