@@ -16,7 +16,6 @@ pub mod format;
 pub mod kernel;
 pub mod moments;
 pub mod print;
-pub mod quant;
 pub mod stream;
 
 pub use checkpoint::Checkpoint;

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use rayon::prelude::*;
 
 use crate::checkpoint::MappedFile;
+use crate::dtype::quant::QK_K;
 use crate::dtype::{decode_f32, decode_into, DType};
 use crate::error::{Error, Result};
 use crate::kernel::{
@@ -17,7 +18,6 @@ use crate::kernel::{
     single_block_ahead, single_block_f32_ahead, Ahead, Columns, PairStats, ValueStats,
 };
 use crate::print::{piece_digest, PIECE};
-use crate::quant::QK_K;
 
 /// Elements decoded and reduced at a time (two f64 buffers of this size stay in L1/L2).
 pub const BLOCK: usize = 4096;

@@ -5,8 +5,10 @@
 //!
 //! Besides the element types of safetensors, a dtype can be one of ggml's block-quantised formats
 //! (GGUF files): a block of [`DType::block_len`] elements is stored in [`DType::size`] bytes and is
-//! decoded whole (see [`crate::quant`]). Safetensors headers cannot name those: [`DType::parse`]
+//! decoded whole (see [`quant`]). Safetensors headers cannot name those: [`DType::parse`]
 //! knows only the safetensors names.
+
+pub mod quant;
 
 use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
@@ -333,7 +335,7 @@ fn decode_generic(dtype: DType, bytes: &[u8], out: &mut [f64]) {
                 *o = f32::from_bits((u16::from_le_bytes(*c) as u32) << 16) as f64;
             }
         }
-        _ if dtype.is_quantized() => crate::quant::dequantize(dtype, bytes, out),
+        _ if dtype.is_quantized() => dequantize(dtype, bytes, out),
         _ => {
             // Other narrow dtypes: through f32, which holds them exactly.
             let mut stage = [0.0f32; STAGE];
@@ -346,6 +348,28 @@ fn decode_generic(dtype: DType, bytes: &[u8], out: &mut [f64]) {
                 }
             }
         }
+    }
+}
+
+/// Dequantises whole blocks of a block-quantised `dtype` into `out` (`out.len()` is a whole number
+/// of blocks and `bytes` holds exactly those blocks; a mismatch is a programming error).
+fn dequantize(dtype: DType, bytes: &[u8], out: &mut [f64]) {
+    debug_assert!(dtype.is_quantized());
+    debug_assert_eq!(Some(bytes.len() as u64), dtype.nbytes(out.len() as u64));
+    match dtype {
+        DType::Q4_0 => quant::q4_0_blocks(bytes, out),
+        DType::Q4_1 => quant::q4_1_blocks(bytes, out),
+        DType::Q5_0 => quant::q5_0_blocks(bytes, out),
+        DType::Q5_1 => quant::q5_1_blocks(bytes, out),
+        DType::Q8_0 => quant::q8_0_blocks(bytes, out),
+        DType::Q2_K => quant::q2_k_blocks(bytes, out),
+        DType::Q3_K => quant::q3_k_blocks(bytes, out),
+        DType::Q4_K => quant::q4_k_blocks(bytes, out),
+        DType::Q5_K => quant::q5_k_blocks(bytes, out),
+        DType::Q6_K => quant::q6_k_blocks(bytes, out),
+        DType::Q8_K => quant::q8_k_blocks(bytes, out),
+        // Element types never reach here (see `decode_into`); zeros keep the function total.
+        _ => out.fill(0.0),
     }
 }
 
