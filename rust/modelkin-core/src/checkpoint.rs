@@ -12,16 +12,13 @@ use memmap2::{Mmap, MmapOptions};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::format::{gguf, npy, npz, safetensors, torch, zip, RowOrder, TensorInfo};
+use crate::format::{self, gguf, npy, torch, Part, TensorInfo};
 
 /// File name of the index that Hugging Face sharded checkpoints use.
 pub const INDEX_NAME: &str = "model.safetensors.index.json";
 
 /// File name of a Hugging Face PyTorch checkpoint in one file.
 pub const PYTORCH_NAME: &str = "pytorch_model.bin";
-
-/// File name extensions of PyTorch checkpoints.
-const PYTORCH_EXTENSIONS: [&str; 3] = ["bin", "pt", "pth"];
 
 /// One memory-mapped file of a checkpoint.
 #[derive(Debug)]
@@ -222,68 +219,18 @@ fn map_file(path: &Path) -> Result<MappedFile> {
     })
 }
 
-/// Reads one file of a checkpoint by its content: its tensors and its format's name.
+/// Reads one file of a checkpoint by its content (see [`format::read_part`]).
 fn open_part(file: MappedFile) -> Result<(MappedFile, Vec<TensorInfo>, &'static str)> {
-    let bytes = file.bytes();
-    if bytes.starts_with(gguf::MAGIC) {
-        let (file, infos) = open_gguf(file)?;
-        return Ok((file, infos, "gguf"));
-    }
-    if bytes.starts_with(npy::MAGIC) {
-        let (file, info) = open_npy(file)?;
-        return Ok((file, vec![info], "npy"));
-    }
-    if zip::is_zip(bytes) {
-        let archive = zip::Archive::read(&file.path, bytes)?;
-        let (infos, format) = if torch::is_torch(&archive) {
-            let mut infos = torch::parse(&file.path, bytes, &archive)?;
-            meta_row_orders(&file.path, &mut infos)?;
-            (infos, "pytorch")
-        } else {
-            (npz::parse(&file.path, bytes, &archive)?, "npz")
-        };
-        let mut file = file;
-        file.n_tensors = infos.len();
-        return Ok((file, infos, format));
-    }
-    let ext = file
-        .path
-        .extension()
-        .map(|e| e.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    if PYTORCH_EXTENSIONS.contains(&ext.as_str()) || ext == "npz" {
-        // Named like a zip-based format but not one: say what it looks like, unless it is a
-        // renamed safetensors file.
-        if let Some(what) = crate::format::sniff_unsupported(bytes) {
-            return Err(Error::unsupported(&file.path, what));
-        }
-        if safetensors::parse_header(&file.path, bytes).is_err() {
-            let what = if ext == "npz" {
-                "a NumPy .npz (a zip archive)"
-            } else {
-                "a PyTorch zip checkpoint (torch.save since 1.6)"
-            };
-            return Err(Error::unsupported(
-                &file.path,
-                format!("not {what}, nor safetensors: the file does not start like a zip archive"),
-            ));
-        }
-    }
-    let (file, infos) = with_metadata(file)?;
-    Ok((file, infos, "safetensors"))
+    let part = format::read_part(&file.path, file.bytes())?;
+    Ok(with_part(file, part))
 }
 
-/// A GGUF file: its tensors, and its metadata (scalars as text in `metadata`, everything in `kv`).
-fn open_gguf(mut file: MappedFile) -> Result<(MappedFile, Vec<TensorInfo>)> {
-    let header = gguf::parse(&file.path, file.bytes())?;
-    file.metadata = header
-        .metadata
-        .iter()
-        .filter_map(|(k, v)| v.scalar_text().map(|t| (k.clone(), t)))
-        .collect();
-    file.kv = header.metadata;
-    file.n_tensors = header.tensors.len();
-    Ok((file, header.tensors))
+/// The file with its part's metadata, the part's tensors and its format.
+fn with_part(mut file: MappedFile, part: Part) -> (MappedFile, Vec<TensorInfo>, &'static str) {
+    file.metadata = part.metadata;
+    file.kv = part.kv;
+    file.n_tensors = part.tensors.len();
+    (file, part.tensors, part.format)
 }
 
 /// A split GGUF (llama.cpp's `gguf-split`: `NAME-00001-of-00003.gguf`, …), opened from any of its
@@ -367,89 +314,6 @@ fn open_gguf_split(
     assemble(user_path, "gguf-split", files, per_file)
 }
 
-/// Name of the hyper-parameter file beside Meta's reference Llama checkpoints.
-pub const META_PARAMS: &str = "params.json";
-
-/// Meta's reference Llama checkpoints (`consolidated.00.pth` beside `params.json`) store the rows of
-/// `layers.N.attention.wq` / `wk` in the rotary layout that Hugging Face's converter permutes away:
-/// the layout llama.cpp writes too. When `params.json` is beside the file, those tensors are read
-/// back in the Hugging Face order ([`RowOrder::HeadPairs`]), so a Meta checkpoint compares cleanly
-/// with its Hugging Face conversion.
-fn meta_row_orders(path: &Path, infos: &mut [TensorInfo]) -> Result<()> {
-    let qk = |name: &str| -> Option<bool> {
-        let rest = name.strip_prefix("layers.")?;
-        let (layer, rest) = rest.split_once('.')?;
-        layer.parse::<u64>().ok()?;
-        match rest {
-            "attention.wq.weight" | "attention.wq.bias" => Some(true),
-            "attention.wk.weight" | "attention.wk.bias" => Some(false),
-            _ => None,
-        }
-    };
-    if !infos.iter().any(|t| qk(&t.name).is_some()) {
-        return Ok(());
-    }
-    let params = path.parent().unwrap_or(Path::new(".")).join(META_PARAMS);
-    let Ok(meta) = std::fs::metadata(&params) else {
-        return Ok(()); // no params.json: the names alone do not prove Meta's layout
-    };
-    if meta.len() > 1 << 20 {
-        return Err(Error::file(
-            &params,
-            "Meta params.json",
-            "larger than 1 MiB",
-        ));
-    }
-    let text = std::fs::read(&params).map_err(|e| Error::io(&params, e))?;
-    let json: Value = serde_json::from_slice(&text)
-        .map_err(|e| Error::file(&params, "Meta params.json", format!("not valid JSON: {e}")))?;
-    let count = |key: &str| json.get(key).and_then(Value::as_u64).filter(|&h| h > 0);
-    let Some(heads) = count("n_heads") else {
-        return Err(Error::file(
-            &params,
-            "Meta params.json",
-            "no positive integer \"n_heads\"",
-        ));
-    };
-    let kv_heads = count("n_kv_heads").unwrap_or(heads);
-    for t in infos.iter_mut() {
-        let Some(is_q) = qk(&t.name) else { continue };
-        let h = if is_q { heads } else { kv_heads };
-        let rows = t.shape.first().copied().unwrap_or(0);
-        if !h.checked_mul(2).is_some_and(|g| rows.is_multiple_of(g)) {
-            return Err(Error::tensor(
-                path,
-                &t.name,
-                format!(
-                    "{rows} rows cannot be {h} heads of two halves (n_heads / n_kv_heads in {})",
-                    params.display()
-                ),
-            ));
-        }
-        t.rows = RowOrder::HeadPairs { heads: h };
-    }
-    Ok(())
-}
-
-fn with_metadata(mut file: MappedFile) -> Result<(MappedFile, Vec<TensorInfo>)> {
-    let header = safetensors::parse_header(&file.path, file.bytes())?;
-    file.metadata = header.metadata;
-    file.n_tensors = header.tensors.len();
-    Ok((file, header.tensors))
-}
-
-/// One `.npy` file as a one-tensor checkpoint part: the tensor is named after the file.
-fn open_npy(mut file: MappedFile) -> Result<(MappedFile, TensorInfo)> {
-    let name = file
-        .path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let info = npy::parse(&file.path, &name, file.bytes())?;
-    file.n_tensors = 1;
-    Ok((file, info))
-}
-
 fn assemble(
     path: &Path,
     format: &'static str,
@@ -499,7 +363,7 @@ fn open_dir(dir: &Path) -> Result<Checkpoint> {
             .unwrap_or_default();
         if name.ends_with(".safetensors.index.json") {
             indexes.push(p);
-        } else if PYTORCH_EXTENSIONS
+        } else if torch::EXTENSIONS
             .iter()
             .any(|ext| name.ends_with(&format!(".{ext}.index.json")))
         {
@@ -581,9 +445,11 @@ fn open_dir(dir: &Path) -> Result<Checkpoint> {
         let mut files = Vec::new();
         let mut per_file = Vec::new();
         for p in arrays {
-            let (f, t) = open_npy(map_file(&p)?)?;
+            let file = map_file(&p)?;
+            let part = npy::read(&file.path, file.bytes())?;
+            let (f, t, _) = with_part(file, part);
             files.push(f);
-            per_file.push(vec![t]);
+            per_file.push(t);
         }
         return assemble(dir, "npy", files, per_file);
     }

@@ -23,7 +23,7 @@ use std::collections::HashSet;
 use std::fmt::Display;
 use std::path::Path;
 
-use super::{first_overlap, RowOrder, TensorInfo};
+use super::{first_overlap, Part, RowOrder, TensorInfo};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 
@@ -897,6 +897,21 @@ fn qk_layer(name: &str) -> Option<(u64, char)> {
         _ => return None,
     };
     Some((layer, which))
+}
+
+/// A GGUF file as a checkpoint part: its tensors, and its metadata (scalars as text in
+/// [`Part::metadata`], everything in [`Part::kv`]).
+pub fn read(path: &Path, bytes: &[u8]) -> Result<Part> {
+    let header = parse(path, bytes)?;
+    Ok(Part {
+        metadata: header
+            .metadata
+            .iter()
+            .filter_map(|(k, v)| v.scalar_text().map(|t| (k.clone(), t)))
+            .collect(),
+        kv: header.metadata,
+        ..Part::new("gguf", header.tensors)
+    })
 }
 
 /// Serialises a GGUF file (for tests and examples): version 3, the given metadata, then the

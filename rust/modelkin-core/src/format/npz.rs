@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use super::zip::Archive;
-use super::{npy, TensorInfo};
+use super::{npy, Part, TensorInfo};
 use crate::error::{Error, Result};
 
 /// Reads the arrays of the `.npz` `archive` whose file contents are `bytes`.
@@ -41,6 +41,11 @@ pub fn parse(path: &Path, bytes: &[u8], archive: &Archive) -> Result<Vec<TensorI
         out.push(info);
     }
     Ok(out)
+}
+
+/// A `.npz` file as a checkpoint part.
+pub fn read(path: &Path, bytes: &[u8], archive: &Archive) -> Result<Part> {
+    Ok(Part::new("npz", parse(path, bytes, archive)?))
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 
-use super::{first_overlap, TensorInfo};
+use super::{first_overlap, Part, TensorInfo};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 
@@ -226,6 +226,15 @@ fn parse_entry(
         offset: data_start + begin,
         nbytes,
         rows: super::RowOrder::Plain,
+    })
+}
+
+/// A safetensors file as a checkpoint part: its tensors and its header's `__metadata__`.
+pub fn read(path: &Path, bytes: &[u8]) -> Result<Part> {
+    let header = parse_header(path, bytes)?;
+    Ok(Part {
+        metadata: header.metadata,
+        ..Part::new("safetensors", header.tensors)
     })
 }
 
