@@ -1,18 +1,15 @@
-//! Opening checkpoints: one file (safetensors, GGUF, PyTorch zip, NumPy `.npy` / `.npz`), a folder,
-//! or a sharded index. Files are read by what their bytes say, not by their names.
-//!
-//! Everything read from disk is validated here, before any tensor data is touched; afterwards the
-//! streaming code can slice the mapped files without further checks.
+//! Checkpoints of several files: folders (which files of a folder make the checkpoint), indexes
+//! of shards, and split GGUF files. Each file is read by [`super::mapped`]; what comes out is the
+//! [`Parts`] that [`super::Checkpoint`] puts together.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, Path};
 
-use memmap2::{Mmap, MmapOptions};
 use serde_json::Value;
 
+use super::mapped::{map_file, open_part, with_part, MappedFile};
 use crate::error::{Error, Result};
-use crate::format::{self, gguf, npy, torch, Part, TensorInfo};
+use crate::format::{gguf, npy, torch, TensorInfo};
 
 /// File name of the index that Hugging Face sharded checkpoints use.
 pub const INDEX_NAME: &str = "model.safetensors.index.json";
@@ -20,228 +17,46 @@ pub const INDEX_NAME: &str = "model.safetensors.index.json";
 /// File name of a Hugging Face PyTorch checkpoint in one file.
 pub const PYTORCH_NAME: &str = "pytorch_model.bin";
 
-/// One memory-mapped file of a checkpoint.
-#[derive(Debug)]
-pub struct MappedFile {
-    /// Path as opened.
-    pub path: PathBuf,
-    /// Size in bytes.
-    pub size: u64,
-    /// The header's `__metadata__` map (safetensors), or the scalar GGUF metadata as text.
-    pub metadata: BTreeMap<String, String>,
-    /// The GGUF key/value metadata with its types (empty for other formats). Arrays of strings
-    /// and of arrays are validated but not kept ([`gguf::Array::Skipped`]); see
-    /// [`Checkpoint::gguf_metadata`].
-    pub kv: Vec<(String, gguf::Value)>,
-    /// Number of tensors in the file's header.
-    pub n_tensors: usize,
-    map: Option<Mmap>,
-    /// The open file and its modification time when it was mapped, to notice changes.
-    file: File,
-    modified: Option<std::time::SystemTime>,
-}
-
-impl MappedFile {
-    /// Fails when the file was truncated or written since it was mapped: reading a mapping past
-    /// a truncated end kills the process (SIGBUS), and a file rewritten in place would give
-    /// numbers that describe neither version. Cheap (one `fstat`); the streaming engine calls it
-    /// before each chunk and after the run, which leaves only a change in the middle of a chunk
-    /// undetected.
-    pub fn check_unchanged(&self) -> Result<()> {
-        let meta = self.file.metadata().map_err(|e| Error::io(&self.path, e))?;
-        let reason = if meta.len() < self.size {
-            format!(
-                "the file shrank from {} to {} bytes while it was being read",
-                self.size,
-                meta.len()
-            )
-        } else if meta.len() != self.size || meta.modified().ok() != self.modified {
-            "the file was modified while it was being read; results would describe neither version"
-                .to_string()
-        } else {
-            return Ok(());
-        };
-        Err(Error::Changed {
-            path: self.path.clone(),
-            reason,
-        })
-    }
-
-    /// The whole file's bytes (empty for an empty file, which cannot be mapped).
-    pub fn bytes(&self) -> &[u8] {
-        self.map.as_deref().unwrap_or(&[])
-    }
-
-    /// Asks the kernel to map `[offset, offset + len)` now, in one call, rather than page by page
-    /// as the workers touch it; a hint, so failures (old kernels) are ignored.
-    pub fn prefault(&self, offset: u64, len: u64) {
-        #[cfg(target_os = "linux")]
-        if let Some(map) = &self.map {
-            if map
-                .advise_range(memmap2::Advice::PopulateRead, offset as usize, len as usize)
-                .is_err()
-            {
-                let _ = map.advise_range(memmap2::Advice::WillNeed, offset as usize, len as usize);
-            }
-        }
-        #[cfg(not(target_os = "linux"))]
-        let _ = (offset, len);
-    }
-
-    /// Drops this process's page-table entries for a range it has finished reading, so resident
-    /// memory does not grow with the model; the kernel keeps the pages in its cache.
-    pub fn release(&self, offset: u64, len: u64) {
-        #[cfg(unix)]
-        if let Some(map) = &self.map {
-            // Only whole pages inside the range: a page shared with a neighbouring tensor stays.
-            let page = 4096u64;
-            let start = offset.div_ceil(page) * page;
-            let end = (offset + len) / page * page;
-            if end > start {
-                // SAFETY: the mapping is a read-only private mapping of a file that this process
-                // never writes, so dropping its pages cannot lose data: a later access refaults
-                // the same bytes from the file. No reference into the range is kept by the caller.
-                unsafe {
-                    let _ = map.unchecked_advise_range(
-                        memmap2::UncheckedAdvice::DontNeed,
-                        start as usize,
-                        (end - start) as usize,
-                    );
-                }
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = (offset, len);
-    }
-}
-
-/// A tensor of a checkpoint: its header entry and the file it lives in.
-#[derive(Debug, Clone)]
-pub struct Tensor {
-    /// The validated header entry.
-    pub info: TensorInfo,
-    /// Index into [`Checkpoint::files`].
-    pub file: usize,
-}
-
-/// An opened, validated checkpoint.
-#[derive(Debug)]
-pub struct Checkpoint {
-    /// What the user named.
-    pub path: PathBuf,
-    /// `"safetensors"`, `"gguf"`, `"pytorch"`, `"npy"` or `"npz"`; `"safetensors-sharded"` or
-    /// `"pytorch-sharded"` when read through an index or from several files.
+/// The files of a checkpoint and the tensors read from each, in file order, before they are
+/// put together (tensor names unique across files, sorted).
+pub(crate) struct Parts {
+    /// The checkpoint's format name (see [`super::Checkpoint::format`]).
     pub format: &'static str,
     /// The mapped files.
     pub files: Vec<MappedFile>,
-    /// Tensors sorted by name.
-    pub tensors: Vec<Tensor>,
+    /// The tensors of each file.
+    pub per_file: Vec<Vec<TensorInfo>>,
 }
 
-impl Checkpoint {
-    /// Opens a checkpoint file (`.safetensors`, GGUF, a PyTorch `.bin`/`.pt`/`.pth` zip, `.npy`,
-    /// `.npz`), an index file (`*.index.json`), or a folder holding a checkpoint.
-    pub fn open(path: impl AsRef<Path>) -> Result<Checkpoint> {
-        let path = path.as_ref();
-        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-        if meta.is_dir() {
-            return open_dir(path);
-        }
-        if path.to_string_lossy().ends_with(".json") {
-            return open_index(path, path);
-        }
-        let (file, infos, format) = open_part(map_file(path)?)?;
-        if format == "gguf" && gguf::split_of(&file.kv).is_some() {
-            return open_gguf_split(path, file, infos);
-        }
-        assemble(path, format, vec![file], vec![infos])
-    }
-
-    /// Total number of elements.
-    pub fn numel(&self) -> u64 {
-        self.tensors.iter().map(|t| t.info.numel()).sum()
-    }
-
-    /// Looks a tensor up by name.
-    pub fn get(&self, name: &str) -> Option<&Tensor> {
-        self.tensors
-            .binary_search_by(|t| t.info.name.as_str().cmp(name))
-            .ok()
-            .map(|i| &self.tensors[i])
-    }
-
-    /// All the key/value metadata of a GGUF checkpoint, vocabulary and merges included (read
-    /// again from the mapped header); `None` for other formats.
-    pub fn gguf_metadata(&self) -> Result<Option<Vec<(String, gguf::Value)>>> {
-        match self.files.first() {
-            Some(f) if self.format == "gguf" || self.format == "gguf-split" => {
-                Ok(Some(gguf::parse_all(&f.path, f.bytes())?.metadata))
-            }
-            _ => Ok(None),
-        }
-    }
-
-    /// The bytes of a tensor.
-    pub fn data(&self, t: &Tensor) -> &[u8] {
-        let start = t.info.offset as usize;
-        &self.files[t.file].bytes()[start..start + t.info.nbytes as usize]
+impl Parts {
+    /// The parts (as a result, for the many ways out of [`open_dir`]).
+    fn of(
+        format: &'static str,
+        files: Vec<MappedFile>,
+        per_file: Vec<Vec<TensorInfo>>,
+    ) -> Result<Parts> {
+        Ok(Parts {
+            format,
+            files,
+            per_file,
+        })
     }
 }
 
-fn map_file(path: &Path) -> Result<MappedFile> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
-    let (size, modified) = (meta.len(), meta.modified().ok());
-    if !meta.is_file() {
-        return Err(Error::UnsupportedFormat {
-            path: path.to_path_buf(),
-            reason: "not a regular file".into(),
-        });
+/// One file read on its own.
+pub(crate) fn one_file(path: &Path) -> Result<Parts> {
+    let (file, infos, format) = open_part(map_file(path)?)?;
+    if format == "gguf" && gguf::split_of(&file.kv).is_some() {
+        return open_gguf_split(file, infos);
     }
-    let map = if size == 0 {
-        None
-    } else {
-        // SAFETY: the mapping is read-only and private. As with every memory-mapped reader, a file
-        // truncated by another process while we read it can fault; the README states this.
-        let map = unsafe { MmapOptions::new().map_copy_read_only(&file) }
-            .map_err(|e| Error::io(path, e))?;
-        Some(map)
-    };
-    Ok(MappedFile {
-        path: path.to_path_buf(),
-        size,
-        metadata: BTreeMap::new(),
-        kv: Vec::new(),
-        n_tensors: 0,
-        map,
-        file,
-        modified,
-    })
-}
-
-/// Reads one file of a checkpoint by its content (see [`format::read_part`]).
-fn open_part(file: MappedFile) -> Result<(MappedFile, Vec<TensorInfo>, &'static str)> {
-    let part = format::read_part(&file.path, file.bytes())?;
-    Ok(with_part(file, part))
-}
-
-/// The file with its part's metadata, the part's tensors and its format.
-fn with_part(mut file: MappedFile, part: Part) -> (MappedFile, Vec<TensorInfo>, &'static str) {
-    file.metadata = part.metadata;
-    file.kv = part.kv;
-    file.n_tensors = part.tensors.len();
-    (file, part.tensors, part.format)
+    Parts::of(format, vec![file], vec![infos])
 }
 
 /// A split GGUF (llama.cpp's `gguf-split`: `NAME-00001-of-00003.gguf`, …), opened from any of its
 /// shards (`first` is that shard, already parsed): every shard must be present, numbered and
 /// counted consistently; the first shard's metadata (the only one holding the architecture and
 /// head counts) sets the Q/K row order of all of them.
-fn open_gguf_split(
-    user_path: &Path,
-    first: MappedFile,
-    infos: Vec<TensorInfo>,
-) -> Result<Checkpoint> {
+pub(crate) fn open_gguf_split(first: MappedFile, infos: Vec<TensorInfo>) -> Result<Parts> {
     let (_, count) = gguf::split_of(&first.kv).unwrap_or((0, 1));
     let path = first.path.clone();
     if count > u16::MAX as u64 {
@@ -311,43 +126,13 @@ fn open_gguf_split(
     for (file, infos) in files.iter().zip(per_file.iter_mut()).skip(1) {
         gguf::apply_row_orders(&file.path, &kv, infos)?;
     }
-    assemble(user_path, "gguf-split", files, per_file)
+    Parts::of("gguf-split", files, per_file)
 }
 
-fn assemble(
-    path: &Path,
-    format: &'static str,
-    files: Vec<MappedFile>,
-    per_file: Vec<Vec<TensorInfo>>,
-) -> Result<Checkpoint> {
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut tensors = Vec::new();
-    for (i, infos) in per_file.into_iter().enumerate() {
-        for info in infos {
-            if let Some(&other) = seen.get(&info.name) {
-                return Err(Error::tensor(
-                    &files[i].path,
-                    &info.name,
-                    format!("also stored in {}", files[other].path.display()),
-                ));
-            }
-            seen.insert(info.name.clone(), i);
-            tensors.push(Tensor { info, file: i });
-        }
-    }
-    tensors.sort_by(|a, b| a.info.name.cmp(&b.info.name));
-    Ok(Checkpoint {
-        path: path.to_path_buf(),
-        format,
-        files,
-        tensors,
-    })
-}
-
-fn open_dir(dir: &Path) -> Result<Checkpoint> {
+pub(crate) fn open_dir(dir: &Path) -> Result<Parts> {
     let index = dir.join(INDEX_NAME);
     if index.is_file() {
-        return open_index(dir, &index);
+        return open_index(&index);
     }
     let mut indexes = Vec::new();
     let mut shards = Vec::new();
@@ -383,7 +168,7 @@ fn open_dir(dir: &Path) -> Result<Checkpoint> {
     if shards.is_empty() && indexes.is_empty() {
         match torch_indexes.len() {
             0 => {}
-            1 => return open_index(dir, &torch_indexes[0]),
+            1 => return open_index(&torch_indexes[0]),
             n => {
                 return Err(Error::UnsupportedFormat {
                     path: dir.to_path_buf(),
@@ -396,13 +181,13 @@ fn open_dir(dir: &Path) -> Result<Checkpoint> {
         let single = dir.join(PYTORCH_NAME);
         if single.is_file() {
             let (file, infos, format) = open_part(map_file(&single)?)?;
-            return assemble(dir, format, vec![file], vec![infos]);
+            return Parts::of(format, vec![file], vec![infos]);
         }
         match consolidated.len() {
             0 => {}
             1 => {
                 let (file, infos, format) = open_part(map_file(&consolidated[0])?)?;
-                return assemble(dir, format, vec![file], vec![infos]);
+                return Parts::of(format, vec![file], vec![infos]);
             }
             n => {
                 return Err(Error::UnsupportedFormat {
@@ -421,9 +206,9 @@ fn open_dir(dir: &Path) -> Result<Checkpoint> {
         let (file, infos, format) = open_part(map_file(&ggufs[0])?)?;
         match gguf::split_of(&file.kv) {
             Some((_, count)) if count == ggufs.len() as u64 => {
-                return open_gguf_split(dir, file, infos);
+                return open_gguf_split(file, infos);
             }
-            None if ggufs.len() == 1 => return assemble(dir, format, vec![file], vec![infos]),
+            None if ggufs.len() == 1 => return Parts::of(format, vec![file], vec![infos]),
             _ => {}
         }
         let names: Vec<String> = ggufs
@@ -451,10 +236,10 @@ fn open_dir(dir: &Path) -> Result<Checkpoint> {
             files.push(f);
             per_file.push(t);
         }
-        return assemble(dir, "npy", files, per_file);
+        return Parts::of("npy", files, per_file);
     }
     if indexes.len() == 1 {
-        return open_index(dir, &indexes[0]);
+        return open_index(&indexes[0]);
     }
     if indexes.len() > 1 {
         return Err(Error::UnsupportedFormat {
@@ -492,7 +277,7 @@ fn open_dir(dir: &Path) -> Result<Checkpoint> {
     } else {
         "safetensors-sharded"
     };
-    assemble(dir, format, files, per_file)
+    Parts::of(format, files, per_file)
 }
 
 /// The shards an index names and the tensors it puts in each, validated: `text` is the contents
@@ -540,7 +325,7 @@ pub fn index_shards(index: &Path, text: &str) -> Result<BTreeMap<String, Vec<Str
 /// Largest index file read: real ones list a few thousand tensors in well under a megabyte.
 pub const MAX_INDEX_BYTES: u64 = 64 << 20;
 
-fn open_index(user_path: &Path, index: &Path) -> Result<Checkpoint> {
+pub(crate) fn open_index(index: &Path) -> Result<Parts> {
     let size = std::fs::metadata(index)
         .map_err(|e| Error::io(index, e))?
         .len();
@@ -617,10 +402,5 @@ fn open_index(user_path: &Path, index: &Path) -> Result<Checkpoint> {
         files.push(file);
         per_file.push(keep);
     }
-    assemble(
-        user_path,
-        format.unwrap_or("safetensors-sharded"),
-        files,
-        per_file,
-    )
+    Parts::of(format.unwrap_or("safetensors-sharded"), files, per_file)
 }
