@@ -4,9 +4,9 @@
 use crate::checkpoint::{Checkpoint, Tensor};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::format::RowOrder;
-use crate::kernel::{PairStats, ValueStats};
-use crate::stream::{run, HeadPairs, Job, Margins, Options, Progress, Source, Summary};
+use crate::stats::summary::{PairStats, ValueStats};
+use crate::stream::{run, Job, Margins, Options, Progress, Summary};
+use crate::tensor::Source;
 
 /// A tensor, its statistics and its sampled values.
 #[derive(Debug, Clone)]
@@ -89,36 +89,6 @@ pub struct PairSpec {
     pub transpose_b: bool,
 }
 
-pub(crate) fn source<'a>(ck: &'a Checkpoint, t: &'a Tensor) -> Source<'a> {
-    let shape = &t.info.shape;
-    let numel = t.info.numel();
-    let head_pairs = match t.info.rows {
-        RowOrder::Plain => None,
-        RowOrder::HeadPairs { heads } => {
-            let rows = shape.first().copied().unwrap_or(1);
-            let halves = heads
-                .checked_mul(2)
-                .is_some_and(|g| g > 0 && rows.is_multiple_of(g));
-            (rows > 0 && numel > 0 && halves).then(|| HeadPairs {
-                group: rows / heads,
-                row_elems: numel / rows,
-            })
-        }
-    };
-    Source {
-        bytes: ck.data(t),
-        dtype: t.info.dtype,
-        file: Some((&ck.files[t.file], t.info.offset)),
-        row_len: if shape.len() >= 2 {
-            shape[1..].iter().product()
-        } else {
-            0
-        },
-        transposed: false,
-        head_pairs,
-    }
-}
-
 fn record(t: &Tensor, summary: Option<Summary>) -> TensorRecord {
     let (stats, sample) = match summary {
         Some(Summary::Single(v, s)) => (v, s),
@@ -182,13 +152,13 @@ pub fn diff(
 
     let mut jobs: Vec<Job> = pairs
         .iter()
-        .map(|(ta, tb)| Job::Pair(source(a, ta), source(b, tb)))
+        .map(|(ta, tb)| Job::Pair(Source::of(a, ta), Source::of(b, tb)))
         .collect();
-    jobs.extend(only_a.iter().map(|t| Job::Single(source(a, t))));
-    jobs.extend(only_b.iter().map(|t| Job::Single(source(b, t))));
+    jobs.extend(only_a.iter().map(|t| Job::Single(Source::of(a, t))));
+    jobs.extend(only_b.iter().map(|t| Job::Single(Source::of(b, t))));
     for (ta, tb) in &mismatched {
-        jobs.push(Job::Single(source(a, ta)));
-        jobs.push(Job::Single(source(b, tb)));
+        jobs.push(Job::Single(Source::of(a, ta)));
+        jobs.push(Job::Single(Source::of(b, tb)));
     }
     let mut results = run(&jobs, opts, progress)?.into_iter();
 
@@ -241,7 +211,7 @@ pub fn diff_pairs<'a>(
     let mut planned = Vec::with_capacity(specs.len());
     for spec in specs {
         let (ta, tb) = (find(a, &spec.a)?, find(b, &spec.b)?);
-        let (sa, sb) = (source(a, ta), source(b, tb));
+        let (sa, sb) = (Source::of(a, ta), Source::of(b, tb));
         let (na, nb) = (ta.info.numel(), tb.info.numel());
         let planned_pair = match spec.rows {
             None if spec.transpose_b => {
@@ -332,8 +302,8 @@ pub fn diff_pairs<'a>(
         .iter()
         .map(|(_, _, (sa, sb, _))| Job::Pair(*sa, *sb))
         .collect();
-    jobs.extend(ones_a.iter().map(|t| Job::Single(source(a, t))));
-    jobs.extend(ones_b.iter().map(|t| Job::Single(source(b, t))));
+    jobs.extend(ones_a.iter().map(|t| Job::Single(Source::of(a, t))));
+    jobs.extend(ones_b.iter().map(|t| Job::Single(Source::of(b, t))));
     let mut results = run(&jobs, opts, progress)?.into_iter();
     let pairs: Vec<PairRecord> = planned
         .into_iter()
@@ -372,7 +342,7 @@ fn per_tensor<'a>(
     opts: &Options,
     progress: &Progress,
 ) -> Result<Vec<TensorRecord>> {
-    let jobs: Vec<Job> = ck.tensors.iter().map(|t| job(source(ck, t))).collect();
+    let jobs: Vec<Job> = ck.tensors.iter().map(|t| job(Source::of(ck, t))).collect();
     let results = run(&jobs, opts, progress)?;
     Ok(ck
         .tensors
@@ -402,8 +372,8 @@ pub fn read_pair(
     let jobs: Vec<Job> = a
         .tensors
         .iter()
-        .map(|t| Job::Single(source(a, t)))
-        .chain(b.tensors.iter().map(|t| Job::Single(source(b, t))))
+        .map(|t| Job::Single(Source::of(a, t)))
+        .chain(b.tensors.iter().map(|t| Job::Single(Source::of(b, t))))
         .collect();
     crate::stream::read_only(&jobs, opts, progress)
 }
@@ -459,7 +429,7 @@ pub fn heads(ck: &Checkpoint, names: &[String], k: u64, opts: &Options) -> Resul
         tensors
             .par_iter()
             .map(|t| {
-                let src = source(ck, t);
+                let src = Source::of(ck, t);
                 let rows = t.info.shape[0];
                 let cols: u64 = t.info.shape[1..].iter().product();
                 let (k_cols, k_rows) = (k.min(cols), k.min(rows));

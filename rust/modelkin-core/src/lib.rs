@@ -14,9 +14,10 @@ pub mod dtype;
 pub mod error;
 pub mod format;
 pub mod kernel;
-pub mod moments;
 pub mod print;
+pub mod stats;
 pub mod stream;
+pub mod tensor;
 
 pub use checkpoint::Checkpoint;
 pub use diff::{

@@ -4,55 +4,24 @@
 //! Per tensor: the statistics of its values, its values at the sample positions and a content
 //! digest; per matrix also the means of the row and of the column of each sampled position, and the
 //! sorted L2 norms of its rows and of its columns at a fixed number of quantiles (a summary that
-//! does not change when hidden units, i.e. rows or columns, are permuted).
-//!
-//! **Content digest.** The tensor's bytes, as stored, are cut into pieces of [`PIECE`] bytes (the
-//! last one shorter); the digest is the SHA-256 of the concatenated SHA-256 digests of the pieces
-//! (32 bytes each, in order). An empty tensor has the SHA-256 of no bytes. The pieces are fixed by
-//! the bytes alone, so the digest does not depend on the thread count or on how the pass is cut into
-//! work items, and any SHA-256 implementation can recompute it:
-//!
-//! ```text
-//! sha256(b"".join(sha256(data[i:i + 2**20]).digest() for i in range(0, len(data), 2**20)))
-//! ```
-
-use sha2::{Digest, Sha256};
+//! does not change when hidden units, i.e. rows or columns, are permuted). The content digest is
+//! [`crate::stats::digest`]'s.
 
 use crate::checkpoint::Checkpoint;
-use crate::diff::{find, source};
+use crate::diff::find;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::kernel::ValueStats;
-use crate::stream::{run, sample_positions, AxisSums, Job, Options, Progress, Summary};
-
-/// Bytes per piece of a content digest.
-pub const PIECE: u64 = 1 << 20;
+use crate::stats::digest::combine;
+use crate::stats::sample::sample_positions;
+use crate::stats::summary::ValueStats;
+use crate::stream::{run, AxisSums, Job, Options, Progress, Summary};
+use crate::tensor::Source;
 
 /// Quantiles kept of a matrix's sorted row norms and of its sorted column norms by default.
 pub const DEFAULT_QUANTILES: usize = 128;
 
 /// Most values [`columns`] returns for one matrix (bounds its memory).
 pub const MAX_COLUMN_VALUES: u64 = 1 << 28;
-
-/// SHA-256 of one piece.
-pub fn piece_digest(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
-}
-
-/// The content digest from the digests of a tensor's pieces, in order.
-pub fn combine(pieces: &[[u8; 32]]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    for p in pieces {
-        h.update(p);
-    }
-    h.finalize().into()
-}
-
-/// The content digest of a tensor's bytes, computed in one go (the reference for the streamed one).
-pub fn content_digest(bytes: &[u8]) -> [u8; 32] {
-    let pieces: Vec<[u8; 32]> = bytes.chunks(PIECE as usize).map(piece_digest).collect();
-    combine(&pieces)
-}
 
 /// `k` quantiles of `values` (sorted in place, NaN last) at evenly spaced levels from 0 to 1, with
 /// linear interpolation between order statistics (numpy's default); all the values, sorted, when
@@ -111,7 +80,7 @@ pub struct PrintRecord {
     pub stats: ValueStats,
     /// Values at the sample positions ([`sample_positions`]).
     pub sample: Vec<f64>,
-    /// Content digest (see the module documentation).
+    /// Content digest (see [`crate::stats::digest`]).
     pub digest: [u8; 32],
     /// For tensors of two or more dimensions whose rows are at most
     /// [`crate::stream::MAX_MARGIN_COLS`] long.
@@ -172,7 +141,7 @@ pub fn fingerprint(
     let jobs: Vec<Job> = ck
         .tensors
         .iter()
-        .map(|t| Job::Print(source(ck, t)))
+        .map(|t| Job::Print(Source::of(ck, t)))
         .collect();
     let results = run(&jobs, opts, progress)?;
     Ok(ck
@@ -266,7 +235,7 @@ pub fn columns(
             .map(|t| {
                 // Through the tensor's source, which decodes block formats and undoes stored row
                 // orders (GGUF), as every other reader does.
-                let src = crate::diff::source(ck, t);
+                let src = Source::of(ck, t);
                 let rows = t.info.shape[0];
                 let row_len: u64 = t.info.shape[1..].iter().product();
                 let mut values = vec![0.0; rows as usize * cols.len()];
@@ -289,7 +258,9 @@ pub fn columns(
 mod tests {
     use super::*;
     use crate::dtype::encode;
-    use crate::stream::{PrintPart, Source};
+    use crate::stats::digest::content_digest;
+    use crate::stream::PrintPart;
+    use sha2::{Digest, Sha256};
 
     fn print_of(bytes: &[u8], dtype: DType, row_len: u64, threads: usize, chunk: u64) -> PrintPart {
         let src = Source {

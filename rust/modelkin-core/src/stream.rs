@@ -4,20 +4,20 @@
 //! Chunk boundaries depend only on the data, never on the thread count, and partial results are
 //! merged sequentially in a fixed order: the numbers are the same with 1 thread or 64.
 
-use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
 use crate::checkpoint::MappedFile;
-use crate::dtype::quant::QK_K;
-use crate::dtype::{decode_f32, decode_into, DType};
 use crate::error::{Error, Result};
 use crate::kernel::{
     add_columns, add_columns_f32, flush_columns, pair_block_ahead, pair_block_f32_ahead,
-    single_block_ahead, single_block_f32_ahead, Ahead, Columns, PairStats, ValueStats,
+    single_block_ahead, single_block_f32_ahead, Ahead, Columns,
 };
-use crate::print::{piece_digest, PIECE};
+use crate::stats::digest::{piece_digest, PIECE};
+use crate::stats::sample::Sampler;
+use crate::stats::summary::{PairStats, ValueStats};
+use crate::tensor::Source;
 
 /// Elements decoded and reduced at a time (two f64 buffers of this size stay in L1/L2).
 pub const BLOCK: usize = 4096;
@@ -94,186 +94,6 @@ pub fn resolve_threads(threads: Option<usize>) -> Result<usize> {
         .unwrap_or(1))
 }
 
-/// Rows of a source stored in llama.cpp's Q/K order (see [`crate::format::RowOrder::HeadPairs`]),
-/// read back in logical order one row at a time; no copy of the tensor is made. `group` is even and
-/// at least 2, `row_elems` at least 1, and the rows are a whole number of groups.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HeadPairs {
-    /// Rows per head: 2h, the two halves of h rows each.
-    pub group: u64,
-    /// Elements per row.
-    pub row_elems: u64,
-}
-
-impl HeadPairs {
-    /// The stored row of logical row `r`: within its head, row s·h + k is stored as 2k + s.
-    pub fn stored_row(&self, r: u64) -> u64 {
-        let half = self.group / 2;
-        let (head, i) = (r / self.group, r % self.group);
-        head * self.group + if i < half { 2 * i } else { 2 * (i - half) + 1 }
-    }
-}
-
-/// Where one side of a job reads its bytes.
-#[derive(Debug, Clone, Copy)]
-pub struct Source<'a> {
-    /// The tensor's bytes.
-    pub bytes: &'a [u8],
-    /// Their element type.
-    pub dtype: DType,
-    /// The mapped file and the bytes' offset in it, for paging hints; `None` for memory buffers.
-    pub file: Option<(&'a MappedFile, u64)>,
-    /// Elements per row when the tensor is a matrix (its trailing dimensions flattened), else 0:
-    /// pair jobs then also sum rows and columns when [`Options::margins`] asks for it.
-    pub row_len: u64,
-    /// The bytes hold the transpose of the matrix to read (`row_len` columns): element (i, j) is
-    /// stored at (j, i). Used for weights that one framework stores transposed (GPT-2's Conv1D).
-    pub transposed: bool,
-    /// The rows are stored in llama.cpp's Q/K order and are read back in logical order.
-    pub head_pairs: Option<HeadPairs>,
-}
-
-impl<'a> Source<'a> {
-    /// A source over a buffer read as stored: no file, no matrix view, no reordering.
-    pub fn plain(bytes: &'a [u8], dtype: DType) -> Source<'a> {
-        Source {
-            bytes,
-            dtype,
-            file: None,
-            row_len: 0,
-            transposed: false,
-            head_pairs: None,
-        }
-    }
-
-    /// Number of elements.
-    pub fn numel(&self) -> u64 {
-        self.dtype.numel(self.bytes.len() as u64)
-    }
-
-    /// The bytes of stored elements `[start, start + len)`, widened to whole blocks.
-    fn byte_range(&self, start: u64, len: u64) -> Range<usize> {
-        let (block, size) = (self.dtype.block_len() as u64, self.dtype.size() as u64);
-        (start / block * size) as usize..((start + len).div_ceil(block) * size) as usize
-    }
-
-    /// Decodes `out.len()` stored elements from stored element `start`. Element types and whole
-    /// blocks go straight to the decoder; a part of a block decodes the blocks that cover it.
-    fn decode_stored(&self, start: u64, out: &mut [f64]) {
-        let block = self.dtype.block_len();
-        if block == 1 || (start.is_multiple_of(block as u64) && out.len().is_multiple_of(block)) {
-            decode_into(
-                self.dtype,
-                &self.bytes[self.byte_range(start, out.len() as u64)],
-                out,
-            );
-            return;
-        }
-        let mut stage = [0.0f64; QK_K];
-        let size = self.dtype.size();
-        let end = start + out.len() as u64;
-        let (mut p, mut o) = (start, 0usize);
-        while p < end {
-            let b = p / block as u64;
-            let at = b as usize * size;
-            decode_into(self.dtype, &self.bytes[at..at + size], &mut stage[..block]);
-            let from = (p - b * block as u64) as usize;
-            let n = (block - from).min((end - p) as usize);
-            out[o..o + n].copy_from_slice(&stage[from..from + n]);
-            (p, o) = (p + n as u64, o + n);
-        }
-    }
-
-    /// Decodes `out.len()` elements starting at element `start` of the matrix this source reads,
-    /// in logical order (transposed and reordered rows undone).
-    pub fn decode(&self, start: u64, out: &mut [f64]) {
-        let transposed = self.transposed && self.row_len > 0;
-        match (transposed, self.head_pairs) {
-            (false, None) => self.decode_stored(start, out),
-            (false, Some(hp)) => {
-                // Whole rows are contiguous in storage: one decode per row segment.
-                let end = start + out.len() as u64;
-                let mut p = start;
-                while p < end {
-                    let r = p / hp.row_elems;
-                    let seg_end = ((r + 1) * hp.row_elems).min(end);
-                    let at = hp.stored_row(r) * hp.row_elems + (p - r * hp.row_elems);
-                    self.decode_stored(
-                        at,
-                        &mut out[(p - start) as usize..(seg_end - start) as usize],
-                    );
-                    p = seg_end;
-                }
-            }
-            (true, hp) => {
-                let (cols, rows) = (self.row_len, self.numel() / self.row_len);
-                for (k, o) in out.iter_mut().enumerate() {
-                    let p = start + k as u64;
-                    let mut q = (p % cols) * rows + p / cols;
-                    if let Some(hp) = hp {
-                        let r = q / hp.row_elems;
-                        q = hp.stored_row(r) * hp.row_elems + (q - r * hp.row_elems);
-                    }
-                    self.decode_stored(q, std::slice::from_mut(o));
-                }
-            }
-        }
-    }
-
-    /// The bytes holding logical elements `[start, start + len)` (whole blocks; for reordered rows,
-    /// the whole heads that hold them), for paging hints; `None` for a transposed source.
-    fn span(&self, start: u64, len: u64) -> Option<Range<usize>> {
-        if self.transposed {
-            return None;
-        }
-        match self.head_pairs {
-            None => Some(self.byte_range(start, len)),
-            Some(hp) => {
-                let heads = hp.group * hp.row_elems;
-                let lo = start / heads * heads;
-                let hi = (start + len)
-                    .div_ceil(heads)
-                    .saturating_mul(heads)
-                    .min(self.numel());
-                Some(self.byte_range(lo, hi.saturating_sub(lo)))
-            }
-        }
-    }
-
-    /// Whether [`Source::decode32`] can read this source: values exact in `f32`, one per stored
-    /// element, stored in order.
-    fn narrow(&self) -> bool {
-        self.dtype.fits_f32()
-            && self.dtype.block_len() == 1
-            && !(self.transposed && self.row_len > 0)
-            && self.head_pairs.is_none()
-    }
-
-    /// [`Source::decode`] into `f32`, for sources where [`Source::narrow`] holds.
-    fn decode32(&self, start: u64, out: &mut [f32]) {
-        let bytes = &self.bytes[self.byte_range(start, out.len() as u64)];
-        decode_f32(self.dtype, bytes, out);
-    }
-
-    /// The bytes a contiguous range of elements occupies, when they are contiguous in storage.
-    fn stored(&self, start: u64, len: u64) -> Option<&[u8]> {
-        (!self.transposed && self.head_pairs.is_none())
-            .then(|| &self.bytes[self.byte_range(start, len)])
-    }
-
-    fn prefault(&self, start: u64, len: u64) {
-        if let (Some(r), Some((file, off))) = (self.span(start, len), self.file) {
-            file.prefault(off + r.start as u64, r.len() as u64);
-        }
-    }
-
-    fn release(&self, start: u64, len: u64, done: &mut Releases<'a>) {
-        if let (Some(r), Some((file, off))) = (self.span(start, len), self.file) {
-            done.add(file, off + r.start as u64, r.len() as u64);
-        }
-    }
-}
-
 /// Ranges of mapped files that a worker has finished reading, handed back to the kernel in batches
 /// (and when dropped). Each hand-back makes the kernel interrupt the other cores running this
 /// process to flush their address translations, which in a virtual machine costs an exit per core:
@@ -315,6 +135,22 @@ impl<'a> Releases<'a> {
 impl Drop for Releases<'_> {
     fn drop(&mut self) {
         self.flush();
+    }
+}
+
+impl<'a> Releases<'a> {
+    /// Hands back the pages of logical elements `[start, start + len)` of `src` (in a batch).
+    fn release(&mut self, src: &Source<'a>, start: u64, len: u64) {
+        if let (Some(r), Some((file, off))) = (src.span(start, len), src.file) {
+            self.add(file, off + r.start as u64, r.len() as u64);
+        }
+    }
+}
+
+/// Asks for the pages of logical elements `[start, start + len)` of `src` before they are read.
+fn prefault(src: &Source, start: u64, len: u64) {
+    if let (Some(r), Some((file, off))) = (src.span(start, len), src.file) {
+        file.prefault(off + r.start as u64, r.len() as u64);
     }
 }
 
@@ -605,66 +441,6 @@ impl PartColumns {
     }
 }
 
-/// Deterministic stratified sample positions: the tensor is cut into strata of equal size and one
-/// pseudo-random position is drawn in each, so the sample covers the tensor evenly without
-/// aliasing with its row length.
-#[derive(Debug, Clone, Copy)]
-struct Sampler {
-    n: u64,
-    stratum: u64,
-}
-
-impl Sampler {
-    fn new(n: u64, size: usize) -> Sampler {
-        let stratum = if size == 0 {
-            0
-        } else {
-            n.div_ceil(size as u64).max(1)
-        };
-        Sampler { n, stratum }
-    }
-
-    fn position(&self, j: u64) -> u64 {
-        let lo = j * self.stratum;
-        let width = self.stratum.min(self.n - lo);
-        lo + splitmix64(j ^ 0x6d6f_6465_6c6b_696e) % width
-    }
-
-    /// How many positions the whole tensor has: one per stratum.
-    fn len(&self) -> usize {
-        if self.stratum == 0 {
-            0
-        } else {
-            self.n.div_ceil(self.stratum) as usize
-        }
-    }
-
-    /// Sample positions inside `[lo, hi)`, increasing.
-    fn positions(&self, lo: u64, hi: u64) -> impl Iterator<Item = u64> + '_ {
-        let strata = if self.stratum == 0 || lo >= hi {
-            0..0
-        } else {
-            lo / self.stratum..(hi - 1) / self.stratum + 1
-        };
-        strata
-            .map(|j| self.position(j))
-            .filter(move |&p| p >= lo && p < hi)
-    }
-}
-
-/// The sample positions of a tensor of `numel` elements (what [`Summary`] samples hold values at).
-pub fn sample_positions(numel: u64, sample_size: usize) -> Vec<u64> {
-    let s = Sampler::new(numel, sample_size);
-    s.positions(0, numel).collect()
-}
-
-fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 struct Item {
     job: usize,
     start: u64,
@@ -747,7 +523,7 @@ fn single_pass<'a>(
 ) -> (ValueStats, Vec<f64>) {
     let (wide, narrow) = (&mut scratch.0[0], &mut scratch.1[0]);
     let end = item.start + item.len;
-    x.prefault(item.start, item.len);
+    prefault(x, item.start, item.len);
     let sampler = Sampler::new(x.numel(), sample_size);
     let mut acc = ValueStats::default();
     let mut sample = Vec::new();
@@ -778,7 +554,7 @@ fn single_pass<'a>(
         };
         acc = acc.merge(&block);
     }
-    x.release(item.start, item.len, &mut scratch.2);
+    scratch.2.release(x, item.start, item.len);
     (acc, sample)
 }
 
@@ -830,8 +606,8 @@ fn run_item<'a>(job: &Job<'a>, item: &Item, opts: &Options, scratch: &mut Scratc
         }
         Job::Pair(a, b) => {
             let Scratch([wa, wb], [na, nb], done) = scratch;
-            a.prefault(item.start, item.len);
-            b.prefault(item.start, item.len);
+            prefault(a, item.start, item.len);
+            prefault(b, item.start, item.len);
             let sampler = Sampler::new(a.numel(), sample_size);
             let mut acc = PairStats::default();
             let (mut sample_a, mut sample_b) = (Vec::new(), Vec::new());
@@ -890,8 +666,8 @@ fn run_item<'a>(job: &Job<'a>, item: &Item, opts: &Options, scratch: &mut Scratc
             if let (Some(m), Some(part)) = (margins.as_mut(), part.as_mut()) {
                 m.flush(part);
             }
-            a.release(item.start, item.len, done);
-            b.release(item.start, item.len, done);
+            done.release(a, item.start, item.len);
+            done.release(b, item.start, item.len);
             Summary::Pair(acc, sample_a, sample_b, margins)
         }
     }
@@ -1024,7 +800,7 @@ pub fn read_only<'a>(jobs: &[Job<'a>], opts: &Options, progress: &Progress) -> R
         .total
         .fetch_add(jobs.iter().map(Job::bytes).sum(), Ordering::Relaxed);
     let touch = |src: &Source<'a>, item: &Item, done: &mut Releases<'a>| -> u64 {
-        src.prefault(item.start, item.len);
+        prefault(src, item.start, item.len);
         let bytes = &src.bytes[src.span(item.start, item.len).unwrap_or(0..0)];
         let words = bytes.chunks_exact(8);
         let tail: u64 = words.remainder().iter().map(|&b| b as u64).sum();
@@ -1033,7 +809,7 @@ pub fn read_only<'a>(jobs: &[Job<'a>], opts: &Options, progress: &Progress) -> R
             raw.copy_from_slice(w);
             acc.wrapping_add(u64::from_le_bytes(raw))
         });
-        src.release(item.start, item.len, done);
+        done.release(src, item.start, item.len);
         sum
     };
     let sums: Vec<u64> = pool(threads)?.install(|| {
@@ -1062,26 +838,12 @@ pub fn read_only<'a>(jobs: &[Job<'a>], opts: &Options, progress: &Progress) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dtype::encode;
+    use crate::dtype::{decode_into, encode, DType};
+    use crate::stats::sample::{sample_positions, splitmix64};
+    use crate::tensor::HeadPairs;
 
     fn src(bytes: &[u8], dtype: DType) -> Source<'_> {
         Source::plain(bytes, dtype)
-    }
-
-    #[test]
-    fn sampler_covers_every_stratum_once() {
-        let s = Sampler::new(10_007, 100);
-        let all: Vec<u64> = s.positions(0, 10_007).collect();
-        let split: Vec<u64> = s
-            .positions(0, 5000)
-            .chain(s.positions(5000, 10_007))
-            .collect();
-        assert_eq!(all, split);
-        assert!(all.len() <= 100 && all.len() >= 99);
-        assert_eq!(all.len(), s.len());
-        assert_eq!(Sampler::new(7, 100).len(), 7);
-        assert!(all.windows(2).all(|w| w[0] < w[1]));
-        assert!(*all.last().unwrap() < 10_007);
     }
 
     #[test]

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use modelkin_core::diff::{Mismatch, PairRecord, TensorRecord};
 use modelkin_core::format::gguf::{Array, Value};
-use modelkin_core::kernel::{PairStats, ValueStats};
-use modelkin_core::moments::Moments;
-use modelkin_core::stream::{Job, Source, Summary};
+use modelkin_core::stats::Moments;
+use modelkin_core::stats::{PairStats, ValueStats};
+use modelkin_core::stream::{Job, Summary};
+use modelkin_core::tensor::Source;
 use modelkin_core::{Checkpoint, DType, Error, Options, PairSpec, Progress};
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
 use pyo3::exceptions::{PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyValueError};
@@ -205,7 +206,7 @@ fn pair_record_dict<'py>(
     sample_size: usize,
 ) -> PyResult<Bound<'py, PyDict>> {
     let numel: u64 = r.shape.iter().product();
-    let positions = modelkin_core::stream::sample_positions(numel, sample_size);
+    let positions = modelkin_core::stats::sample::sample_positions(numel, sample_size);
     let aligned = positions.len() == r.sample_a.len();
     let d = pair_dict(py, &r.stats, r.sample_a, r.sample_b)?;
     d.set_item("name", &r.name)?;
