@@ -3,9 +3,9 @@
 
 use crate::checkpoint::{Checkpoint, Tensor};
 use crate::dtype::DType;
+use crate::engine::{run, Job, Margins, Options, Progress, Summary};
 use crate::error::{Error, Result};
 use crate::stats::summary::{PairStats, ValueStats};
-use crate::stream::{run, Job, Margins, Options, Progress, Summary};
 use crate::tensor::Source;
 
 /// A tensor, its statistics and its sampled values.
@@ -91,7 +91,7 @@ pub struct PairSpec {
 
 fn record(t: &Tensor, summary: Option<Summary>) -> TensorRecord {
     let (stats, sample) = match summary {
-        Some(Summary::Single(v, s)) => (v, s),
+        Some(Summary::Single { stats, sample }) => (stats, sample),
         _ => (ValueStats::default(), Vec::new()),
     };
     TensorRecord {
@@ -105,7 +105,12 @@ fn record(t: &Tensor, summary: Option<Summary>) -> TensorRecord {
 
 fn pair_record(ta: &Tensor, tb: &Tensor, shape: Vec<u64>, summary: Option<Summary>) -> PairRecord {
     let (stats, sample_a, sample_b, margins) = match summary {
-        Some(Summary::Pair(p, sa, sb, m)) => (p, sa, sb, m),
+        Some(Summary::Pair {
+            stats,
+            sample_a,
+            sample_b,
+            margins,
+        }) => (stats, sample_a, sample_b, margins),
         _ => (PairStats::default(), Vec::new(), Vec::new(), None),
     };
     PairRecord {
@@ -375,7 +380,7 @@ pub fn read_pair(
         .map(|t| Job::Single(Source::of(a, t)))
         .chain(b.tensors.iter().map(|t| Job::Single(Source::of(b, t))))
         .collect();
-    crate::stream::read_only(&jobs, opts, progress)
+    crate::engine::read_only(&jobs, opts, progress)
 }
 
 /// The leading values of a matrix along both axes: the first `k` columns of every row (rows × k,
@@ -424,7 +429,7 @@ pub fn heads(ck: &Checkpoint, names: &[String], k: u64, opts: &Options) -> Resul
             )));
         }
     }
-    let pool = crate::stream::pool(crate::stream::resolve_threads(opts.threads)?)?;
+    let pool = crate::engine::pool(crate::engine::resolve_threads(opts.threads)?)?;
     Ok(pool.install(|| {
         tensors
             .par_iter()

@@ -2,7 +2,7 @@
 //! and summarise how they differ.
 //!
 //! The pipeline is open ([`checkpoint::Checkpoint::open`] maps and validates the files) → plan
-//! (tensor pairs matched by name, cut into chunks) → stream ([`stream::run`], rayon over chunks,
+//! (tensor pairs matched by name, cut into chunks) → stream ([`engine::run`], rayon over chunks,
 //! merged in a fixed order) → summaries (plain structs of moments, extremes and samples). [`print`]
 //! gathers what a fingerprint keeps of one checkpoint in the same kind of pass.
 //! Nothing here knows about Python.
@@ -11,12 +11,12 @@
 pub mod checkpoint;
 pub mod diff;
 pub mod dtype;
+pub mod engine;
 pub mod error;
 pub mod format;
 pub mod kernel;
 pub mod print;
 pub mod stats;
-pub mod stream;
 pub mod tensor;
 
 pub use checkpoint::Checkpoint;
@@ -25,6 +25,6 @@ pub use diff::{
     PairsReport, TensorRecord,
 };
 pub use dtype::DType;
+pub use engine::{Options, Progress};
 pub use error::{Error, Result};
 pub use print::{columns, fingerprint, Columns, MatrixPrint, PrintRecord};
-pub use stream::{Options, Progress};

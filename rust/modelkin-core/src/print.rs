@@ -10,11 +10,11 @@
 use crate::checkpoint::Checkpoint;
 use crate::diff::find;
 use crate::dtype::DType;
+use crate::engine::{run, AxisSums, Job, Options, Progress, Summary};
 use crate::error::{Error, Result};
 use crate::stats::digest::combine;
 use crate::stats::sample::sample_positions;
 use crate::stats::summary::ValueStats;
-use crate::stream::{run, AxisSums, Job, Options, Progress, Summary};
 use crate::tensor::Source;
 
 /// Quantiles kept of a matrix's sorted row norms and of its sorted column norms by default.
@@ -83,7 +83,7 @@ pub struct PrintRecord {
     /// Content digest (see [`crate::stats::digest`]).
     pub digest: [u8; 32],
     /// For tensors of two or more dimensions whose rows are at most
-    /// [`crate::stream::MAX_MARGIN_COLS`] long.
+    /// [`crate::engine::MAX_MARGIN_COLS`] long.
     pub matrix: Option<MatrixPrint>,
 }
 
@@ -228,7 +228,7 @@ pub fn columns(
             )));
         }
     }
-    let pool = crate::stream::pool(crate::stream::resolve_threads(opts.threads)?)?;
+    let pool = crate::engine::pool(crate::engine::resolve_threads(opts.threads)?)?;
     Ok(pool.install(|| {
         tensors
             .par_iter()
@@ -258,8 +258,8 @@ pub fn columns(
 mod tests {
     use super::*;
     use crate::dtype::encode;
+    use crate::engine::PrintPart;
     use crate::stats::digest::content_digest;
-    use crate::stream::PrintPart;
     use sha2::{Digest, Sha256};
 
     fn print_of(bytes: &[u8], dtype: DType, row_len: u64, threads: usize, chunk: u64) -> PrintPart {

@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use modelkin_core::diff::{Mismatch, PairRecord, TensorRecord};
+use modelkin_core::engine::{Job, Summary};
 use modelkin_core::format::gguf::{Array, Value};
 use modelkin_core::stats::Moments;
 use modelkin_core::stats::{PairStats, ValueStats};
-use modelkin_core::stream::{Job, Summary};
 use modelkin_core::tensor::Source;
 use modelkin_core::{Checkpoint, DType, Error, Options, PairSpec, Progress};
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
@@ -445,9 +445,14 @@ fn pair_stats<'py>(
     }
     let opts = options(threads, sample_size);
     let job = Job::Pair(Source::plain(xa, da), Source::plain(xb, db));
-    let out = enter(py, None, |p| modelkin_core::stream::run(&[job], &opts, p))?;
+    let out = enter(py, None, |p| modelkin_core::engine::run(&[job], &opts, p))?;
     match out.into_iter().next() {
-        Some(Summary::Pair(stats, sa, sb, _)) => pair_dict(py, &stats, sa, sb),
+        Some(Summary::Pair {
+            stats,
+            sample_a,
+            sample_b,
+            ..
+        }) => pair_dict(py, &stats, sample_a, sample_b),
         _ => Err(PyValueError::new_err("no result")),
     }
 }
@@ -640,7 +645,7 @@ fn read_pair(py: Python<'_>, a: &str, b: &str, threads: Option<usize>) -> PyResu
 /// The thread count a call without `threads` uses (`MODELKIN_NUM_THREADS`, else the cores).
 #[pyfunction]
 fn default_threads() -> PyResult<usize> {
-    modelkin_core::stream::resolve_threads(None).map_err(|e| PyValueError::new_err(e.to_string()))
+    modelkin_core::engine::resolve_threads(None).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
 /// The native part of modelkin.

@@ -2,8 +2,8 @@
 //! or a sharded index. Files are read by what their bytes say, not by their names.
 //!
 //! Everything read from disk is validated here, before any tensor data is touched; afterwards the
-//! streaming code can slice the mapped files without further checks. [`mapped`] is one file,
-//! [`folder`] is how several files make one checkpoint.
+//! streaming code can slice the mapped files without further checks. `mapped` is one file,
+//! `folder` is how several files make one checkpoint.
 
 mod folder;
 mod mapped;

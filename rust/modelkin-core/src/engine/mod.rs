@@ -4,442 +4,33 @@
 //! Chunk boundaries depend only on the data, never on the thread count, and partial results are
 //! merged sequentially in a fixed order: the numbers are the same with 1 thread or 64.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use rayon::prelude::*;
 
-use crate::checkpoint::MappedFile;
+mod axes;
+mod job;
+mod options;
+mod paging;
+
 use crate::error::{Error, Result};
 use crate::kernel::{
-    add_columns, add_columns_f32, flush_columns, pair_block_ahead, pair_block_f32_ahead,
-    single_block_ahead, single_block_f32_ahead, Ahead, Columns,
+    pair_block_ahead, pair_block_f32_ahead, single_block_ahead, single_block_f32_ahead, Ahead,
 };
 use crate::stats::digest::{piece_digest, PIECE};
 use crate::stats::sample::Sampler;
 use crate::stats::summary::{PairStats, ValueStats};
 use crate::tensor::Source;
+use axes::PartColumns;
+use paging::{prefault, Releases};
+
+pub use axes::{AxisSums, Margins, MAX_MARGIN_COLS};
+pub use job::{Job, PrintPart, Summary};
+pub(crate) use options::pool;
+pub use options::{resolve_threads, Options, Progress, DEFAULT_CHUNK, DEFAULT_SAMPLE, THREADS_ENV};
 
 /// Elements decoded and reduced at a time (two f64 buffers of this size stay in L1/L2).
 pub const BLOCK: usize = 4096;
-
-/// Widest matrix whose column sums are kept: each work item holds one sum per column, so a
-/// (hostile or degenerate) matrix of billions of columns would otherwise allocate without bound.
-pub const MAX_MARGIN_COLS: u64 = 1 << 22;
-
-/// Default elements per work item: large enough to amortise scheduling, small enough to balance.
-pub const DEFAULT_CHUNK: u64 = 1 << 20;
-
-/// Default number of values sampled per tensor, for histograms, distribution tests and alignment.
-pub const DEFAULT_SAMPLE: usize = 4096;
-
-/// Environment variable that sets the default thread count.
-pub const THREADS_ENV: &str = "MODELKIN_NUM_THREADS";
-
-/// Shared progress counters: workers add to them, the caller polls them and may ask to stop.
-#[derive(Debug, Default)]
-pub struct Progress {
-    /// Bytes of tensor data processed so far.
-    pub done: AtomicU64,
-    /// Bytes of tensor data to process in all.
-    pub total: AtomicU64,
-    /// Set by the caller to stop the run; workers then return [`Error::Cancelled`].
-    pub cancel: AtomicBool,
-}
-
-/// Knobs of a streaming run.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Worker threads; `None` means `MODELKIN_NUM_THREADS`, else the number of cores.
-    pub threads: Option<usize>,
-    /// Values sampled per tensor (deterministic, stratified positions that depend only on the
-    /// tensor's element count, so equal-sized tensors of two models are sampled alike).
-    pub sample_size: usize,
-    /// Elements per work item.
-    pub chunk: u64,
-    /// Also sum the rows and columns of matrix pairs (see [`Margins`]).
-    pub margins: bool,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            threads: None,
-            sample_size: DEFAULT_SAMPLE,
-            chunk: DEFAULT_CHUNK,
-            margins: false,
-        }
-    }
-}
-
-/// The thread count a run uses: the argument, else `MODELKIN_NUM_THREADS`, else the core count.
-pub fn resolve_threads(threads: Option<usize>) -> Result<usize> {
-    if let Some(t) = threads {
-        if t == 0 {
-            return Err(Error::InvalidArgument("threads must be at least 1".into()));
-        }
-        return Ok(t);
-    }
-    if let Ok(v) = std::env::var(THREADS_ENV) {
-        if !v.trim().is_empty() {
-            return match v.trim().parse::<usize>() {
-                Ok(t) if t > 0 => Ok(t),
-                _ => Err(Error::InvalidArgument(format!(
-                    "{THREADS_ENV} must be a positive integer, got '{v}'"
-                ))),
-            };
-        }
-    }
-    Ok(std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1))
-}
-
-/// Ranges of mapped files that a worker has finished reading, handed back to the kernel in batches
-/// (and when dropped). Each hand-back makes the kernel interrupt the other cores running this
-/// process to flush their address translations, which in a virtual machine costs an exit per core:
-/// per 2 MB work item it took about a tenth of a 2-thread run.
-#[derive(Default)]
-struct Releases<'a> {
-    pending: Vec<(&'a MappedFile, u64, u64)>,
-}
-
-impl<'a> Releases<'a> {
-    /// Bytes kept mapped per worker at most before a hand-back.
-    const BATCH: u64 = 64 << 20;
-    /// Separate ranges kept at most.
-    const RANGES: usize = 16;
-
-    fn add(&mut self, file: &'a MappedFile, start: u64, len: u64) {
-        let end = start + len;
-        let joined = self
-            .pending
-            .iter_mut()
-            .find(|(f, s, e)| std::ptr::eq(*f, file) && (*e == start || end == *s));
-        match joined {
-            Some((_, s, e)) => (*s, *e) = ((*s).min(start), (*e).max(end)),
-            None => self.pending.push((file, start, end)),
-        }
-        let bytes: u64 = self.pending.iter().map(|(_, s, e)| e - s).sum();
-        if bytes >= Self::BATCH || self.pending.len() > Self::RANGES {
-            self.flush();
-        }
-    }
-
-    fn flush(&mut self) {
-        for (file, start, end) in self.pending.drain(..) {
-            file.release(start, end - start);
-        }
-    }
-}
-
-impl Drop for Releases<'_> {
-    fn drop(&mut self) {
-        self.flush();
-    }
-}
-
-impl<'a> Releases<'a> {
-    /// Hands back the pages of logical elements `[start, start + len)` of `src` (in a batch).
-    fn release(&mut self, src: &Source<'a>, start: u64, len: u64) {
-        if let (Some(r), Some((file, off))) = (src.span(start, len), src.file) {
-            self.add(file, off + r.start as u64, r.len() as u64);
-        }
-    }
-}
-
-/// Asks for the pages of logical elements `[start, start + len)` of `src` before they are read.
-fn prefault(src: &Source, start: u64, len: u64) {
-    if let (Some(r), Some((file, off))) = (src.span(start, len), src.file) {
-        file.prefault(off + r.start as u64, r.len() as u64);
-    }
-}
-
-/// A unit of work: one tensor, or a pair of same-length tensors.
-#[derive(Debug, Clone, Copy)]
-pub enum Job<'a> {
-    /// Statistics of one tensor.
-    Single(Source<'a>),
-    /// Statistics of a pair and of its difference b − a.
-    Pair(Source<'a>, Source<'a>),
-    /// Only the values at the sample positions: reads a few thousand elements, not the tensor.
-    Sample(Source<'a>),
-    /// What a fingerprint keeps of one tensor (see [`PrintPart`]): the statistics and sample of
-    /// [`Job::Single`], the row and column sums and sums of squares of a matrix (when its
-    /// `row_len` is set and at most [`MAX_MARGIN_COLS`]), and the digests of its byte pieces.
-    Print(Source<'a>),
-}
-
-impl Job<'_> {
-    /// The mapped files this job reads, checked to be as they were when mapped.
-    fn check_files(&self) -> Result<()> {
-        let sources: &[&Source] = match self {
-            Job::Single(x) | Job::Sample(x) | Job::Print(x) => &[x],
-            Job::Pair(a, b) => &[a, b],
-        };
-        for s in sources {
-            if let Some((file, _)) = s.file {
-                file.check_unchanged()?;
-            }
-        }
-        Ok(())
-    }
-
-    fn numel(&self) -> u64 {
-        match self {
-            Job::Single(x) | Job::Sample(x) | Job::Print(x) => x.numel(),
-            Job::Pair(a, _) => a.numel(),
-        }
-    }
-
-    fn bytes(&self) -> u64 {
-        match self {
-            Job::Single(x) | Job::Sample(x) | Job::Print(x) => x.bytes.len() as u64,
-            Job::Pair(a, b) => (a.bytes.len() + b.bytes.len()) as u64,
-        }
-    }
-}
-
-/// The merged result of a job, with the values at its sample positions (see [`Options::sample_size`]).
-#[derive(Debug, Clone, PartialEq)]
-#[allow(clippy::large_enum_variant)] // one per chunk of a million elements: boxing buys nothing
-pub enum Summary {
-    /// Result of a [`Job::Single`] and its sampled values (for a [`Job::Sample`]: default
-    /// statistics and the sampled values).
-    Single(ValueStats, Vec<f64>),
-    /// Result of a [`Job::Pair`], the sampled values of a and of b (same positions), and the
-    /// row and column sums when they were asked for.
-    Pair(PairStats, Vec<f64>, Vec<f64>, Option<Margins>),
-    /// Result of a [`Job::Print`].
-    Print(Box<PrintPart>),
-}
-
-/// What a [`Job::Print`] gathers from one tensor.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct PrintPart {
-    /// Statistics of the values.
-    pub stats: ValueStats,
-    /// Values at the sample positions.
-    pub sample: Vec<f64>,
-    /// Row and column sums and sums of squares, for matrices.
-    pub axes: Option<AxisSums>,
-    /// SHA-256 of each [`PIECE`]-byte piece of the tensor's bytes, in order (the last piece may be
-    /// shorter). A work item hashes the pieces that *start* in its byte range, reading past its end
-    /// to finish the last one, so the list depends only on the bytes, never on chunking or threads.
-    pub pieces: Vec<[u8; 32]>,
-}
-
-/// Row and column sums and sums of squares of one matrix (a tensor viewed as rows of `row_len`
-/// elements): its row and column means, and the L2 norms of its rows and columns.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct AxisSums {
-    /// Index of the first row summed in `row_sum` / `row_sq`.
-    pub first_row: u64,
-    /// Σx over each row.
-    pub row_sum: Vec<f64>,
-    /// Σx² over each row.
-    pub row_sq: Vec<f64>,
-    /// Σx over each column.
-    pub col_sum: Vec<f64>,
-    /// Σx² over each column.
-    pub col_sq: Vec<f64>,
-}
-
-/// Calls `f(row, first column, i0, i1)` for each piece of the block `[pos, pos + n)` that lies in
-/// one row of `row_len` elements: elements `i0..i1` of the block, starting at that column.
-fn row_segments(pos: u64, n: usize, row_len: u64, mut f: impl FnMut(u64, usize, usize, usize)) {
-    let end = pos + n as u64;
-    let mut p = pos;
-    while p < end {
-        let r = p / row_len;
-        let seg_end = ((r + 1) * row_len).min(end);
-        f(
-            r,
-            (p - r * row_len) as usize,
-            (p - pos) as usize,
-            (seg_end - pos) as usize,
-        );
-        p = seg_end;
-    }
-}
-
-/// The first row of elements `[start, start + len)` of a matrix of `row_len` columns, and how many
-/// rows they touch.
-fn row_span(start: u64, len: u64, row_len: u64) -> (u64, usize) {
-    let first_row = start / row_len;
-    (
-        first_row,
-        ((start + len - 1) / row_len - first_row + 1) as usize,
-    )
-}
-
-/// Appends per-row and per-column sums of the next part of a tensor (rows from `o_first`) to sums
-/// whose rows start at `first`: columns and the rows both parts touch are added, later rows
-/// appended. `K` sums are kept side by side (both sides of a pair, or Σx and Σx²).
-fn merge_axes<const K: usize>(
-    first: u64,
-    rows: [&mut Vec<f64>; K],
-    cols: [&mut Vec<f64>; K],
-    o_first: u64,
-    o_rows: [Vec<f64>; K],
-    o_cols: [Vec<f64>; K],
-) {
-    for (c, o) in cols.into_iter().zip(&o_cols) {
-        for (c, v) in c.iter_mut().zip(o) {
-            *c += v;
-        }
-    }
-    for (r, o) in rows.into_iter().zip(o_rows) {
-        let next = first + r.len() as u64;
-        for (k, v) in o.into_iter().enumerate() {
-            let row = o_first + k as u64;
-            if row < next {
-                r[(row - first) as usize] += v;
-            } else {
-                r.push(v);
-            }
-        }
-    }
-}
-
-impl AxisSums {
-    fn new(start: u64, len: u64, row_len: u64) -> AxisSums {
-        let (first_row, rows) = row_span(start, len, row_len);
-        AxisSums {
-            first_row,
-            row_sum: vec![0.0; rows],
-            row_sq: vec![0.0; rows],
-            col_sum: vec![0.0; row_len as usize],
-            col_sq: vec![0.0; row_len as usize],
-        }
-    }
-
-    /// Adds a block of values starting at element `pos`.
-    fn add<T: Columns>(&mut self, pos: u64, x: &[T]) {
-        let row_len = self.col_sum.len() as u64;
-        row_segments(pos, x.len(), row_len, |r, c0, i0, i1| {
-            let x = &x[i0..i1];
-            let ri = (r - self.first_row) as usize;
-            let cols = c0..c0 + x.len();
-            let (sum, sq) =
-                T::add_columns_sq(&mut self.col_sum[cols.clone()], &mut self.col_sq[cols], x);
-            self.row_sum[ri] += sum;
-            self.row_sq[ri] += sq;
-        });
-    }
-
-    /// Appends the sums of the next part of the same tensor.
-    fn merge(&mut self, o: AxisSums) {
-        merge_axes(
-            self.first_row,
-            [&mut self.row_sum, &mut self.row_sq],
-            [&mut self.col_sum, &mut self.col_sq],
-            o.first_row,
-            [o.row_sum, o.row_sq],
-            [o.col_sum, o.col_sq],
-        );
-    }
-}
-
-/// Row and column sums of the two tensors of a pair, viewed as matrices of `row_len` columns: what
-/// it takes to remove row and column effects (e.g. rows tied to tokens) before correlating them.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Margins {
-    /// Index of the first row summed in `rows_a` / `rows_b`.
-    pub first_row: u64,
-    /// Σ over each row of a.
-    pub rows_a: Vec<f64>,
-    /// Σ over each row of b.
-    pub rows_b: Vec<f64>,
-    /// Σ over each column of a.
-    pub cols_a: Vec<f64>,
-    /// Σ over each column of b.
-    pub cols_b: Vec<f64>,
-}
-
-impl Margins {
-    fn new(start: u64, len: u64, row_len: u64) -> Margins {
-        let (first_row, rows) = row_span(start, len, row_len);
-        Margins {
-            first_row,
-            rows_a: vec![0.0; rows],
-            rows_b: vec![0.0; rows],
-            cols_a: vec![0.0; row_len as usize],
-            cols_b: vec![0.0; row_len as usize],
-        }
-    }
-
-    /// Adds a block of values starting at element `pos`.
-    fn add(&mut self, pos: u64, xa: &[f64], xb: &[f64]) {
-        let row_len = self.cols_a.len() as u64;
-        row_segments(pos, xa.len(), row_len, |r, c0, i0, i1| {
-            let ri = (r - self.first_row) as usize;
-            for (rows, cols, x) in [
-                (&mut self.rows_a, &mut self.cols_a, &xa[i0..i1]),
-                (&mut self.rows_b, &mut self.cols_b, &xb[i0..i1]),
-            ] {
-                rows[ri] += add_columns(&mut cols[c0..c0 + x.len()], x);
-            }
-        });
-    }
-
-    /// [`Margins::add`] for values decoded to `f32`, whose column sums build up in `part` first.
-    fn add_f32(&mut self, pos: u64, xa: &[f32], xb: &[f32], part: &mut PartColumns) {
-        let row_len = self.cols_a.len() as u64;
-        row_segments(pos, xa.len(), row_len, |r, c0, i0, i1| {
-            let ri = (r - self.first_row) as usize;
-            let [ca, cb] = &mut part.cols;
-            for (rows, cols, x) in [
-                (&mut self.rows_a, ca, &xa[i0..i1]),
-                (&mut self.rows_b, cb, &xb[i0..i1]),
-            ] {
-                rows[ri] += add_columns_f32(&mut cols[c0..c0 + x.len()], x);
-            }
-            part.segments += 1;
-            // Each row segment adds at most one term to a column.
-            if part.segments == PartColumns::TERMS {
-                self.flush(part);
-            }
-        });
-    }
-
-    /// Moves the column sums built up in `part` into these margins.
-    fn flush(&mut self, part: &mut PartColumns) {
-        flush_columns(&mut self.cols_a, &mut part.cols[0]);
-        flush_columns(&mut self.cols_b, &mut part.cols[1]);
-        part.segments = 0;
-    }
-
-    /// Appends the sums of the next part of the same tensor.
-    fn merge(&mut self, o: Margins) {
-        merge_axes(
-            self.first_row,
-            [&mut self.rows_a, &mut self.rows_b],
-            [&mut self.cols_a, &mut self.cols_b],
-            o.first_row,
-            [o.rows_a, o.rows_b],
-            [o.cols_a, o.cols_b],
-        );
-    }
-}
-
-/// Column sums of both sides of a pair decoded to `f32`, kept in `f32` for at most
-/// [`PartColumns::TERMS`] row segments before they move into the `f64` [`Margins`].
-struct PartColumns {
-    cols: [Vec<f32>; 2],
-    segments: usize,
-}
-
-impl PartColumns {
-    /// Row segments summed in `f32` before a flush (see [`add_columns_f32`]).
-    const TERMS: usize = 16;
-
-    fn new(row_len: usize) -> PartColumns {
-        PartColumns {
-            cols: [vec![0.0; row_len], vec![0.0; row_len]],
-            segments: 0,
-        }
-    }
-}
 
 struct Item {
     job: usize,
@@ -567,7 +158,7 @@ fn run_item<'a>(job: &Job<'a>, item: &Item, opts: &Options, scratch: &mut Scratc
     match job {
         Job::Single(x) => {
             let (stats, sample) = single_pass(x, item, sample_size, scratch, None);
-            Summary::Single(stats, sample)
+            Summary::Single { stats, sample }
         }
         Job::Print(x) => {
             // The pieces that start in this item's bytes, hashed first: this pulls the bytes into
@@ -602,7 +193,10 @@ fn run_item<'a>(job: &Job<'a>, item: &Item, opts: &Options, scratch: &mut Scratc
                     one[0]
                 })
                 .collect();
-            Summary::Single(ValueStats::default(), sample)
+            Summary::Single {
+                stats: ValueStats::default(),
+                sample,
+            }
         }
         Job::Pair(a, b) => {
             let Scratch([wa, wb], [na, nb], done) = scratch;
@@ -668,7 +262,12 @@ fn run_item<'a>(job: &Job<'a>, item: &Item, opts: &Options, scratch: &mut Scratc
             }
             done.release(a, item.start, item.len);
             done.release(b, item.start, item.len);
-            Summary::Pair(acc, sample_a, sample_b, margins)
+            Summary::Pair {
+                stats: acc,
+                sample_a,
+                sample_b,
+                margins,
+            }
         }
     }
 }
@@ -683,22 +282,21 @@ fn bytes_of(job: &Job, item: &Item) -> u64 {
 fn empty_summary(job: &Job, sample_size: usize) -> Summary {
     let room = || Vec::with_capacity(Sampler::new(job.numel(), sample_size).len());
     match job {
-        Job::Single(_) | Job::Sample(_) => Summary::Single(ValueStats::default(), room()),
-        Job::Pair(..) => Summary::Pair(PairStats::default(), room(), room(), None),
+        Job::Single(_) | Job::Sample(_) => Summary::Single {
+            stats: ValueStats::default(),
+            sample: room(),
+        },
+        Job::Pair(..) => Summary::Pair {
+            stats: PairStats::default(),
+            sample_a: room(),
+            sample_b: room(),
+            margins: None,
+        },
         Job::Print(_) => Summary::Print(Box::new(PrintPart {
             sample: room(),
             ..PrintPart::default()
         })),
     }
-}
-
-/// The thread pool of one run: `threads` workers named `modelkin-N`.
-pub(crate) fn pool(threads: usize) -> Result<rayon::ThreadPool> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("modelkin-{i}"))
-        .build()
-        .map_err(|e| Error::InvalidArgument(format!("cannot start {threads} worker threads: {e}")))
 }
 
 /// Runs `jobs` on a pool of the resolved thread count and returns one summary per job, in order.
@@ -747,14 +345,45 @@ pub fn run(jobs: &[Job], opts: &Options, progress: &Progress) -> Result<Vec<Summ
     for (item, part) in items.iter().zip(partials) {
         let slot = &mut out[item.job];
         *slot = match (
-            std::mem::replace(slot, Summary::Single(ValueStats::default(), Vec::new())),
+            std::mem::replace(
+                slot,
+                Summary::Single {
+                    stats: ValueStats::default(),
+                    sample: Vec::new(),
+                },
+            ),
             part,
         ) {
-            (Summary::Single(acc, mut s), Summary::Single(p, ps)) => {
+            (
+                Summary::Single {
+                    stats: acc,
+                    sample: mut s,
+                },
+                Summary::Single {
+                    stats: p,
+                    sample: ps,
+                },
+            ) => {
                 s.extend(ps);
-                Summary::Single(acc.merge(&p), s)
+                Summary::Single {
+                    stats: acc.merge(&p),
+                    sample: s,
+                }
             }
-            (Summary::Pair(acc, mut sa, mut sb, ma), Summary::Pair(p, pa, pb, mp)) => {
+            (
+                Summary::Pair {
+                    stats: acc,
+                    sample_a: mut sa,
+                    sample_b: mut sb,
+                    margins: ma,
+                },
+                Summary::Pair {
+                    stats: p,
+                    sample_a: pa,
+                    sample_b: pb,
+                    margins: mp,
+                },
+            ) => {
                 sa.extend(pa);
                 sb.extend(pb);
                 let margins = match (ma, mp) {
@@ -764,7 +393,12 @@ pub fn run(jobs: &[Job], opts: &Options, progress: &Progress) -> Result<Vec<Summ
                     }
                     (m, o) => m.or(o),
                 };
-                Summary::Pair(acc.merge(&p), sa, sb, margins)
+                Summary::Pair {
+                    stats: acc.merge(&p),
+                    sample_a: sa,
+                    sample_b: sb,
+                    margins,
+                }
             }
             (Summary::Print(mut acc), Summary::Print(part)) => {
                 let PrintPart {
@@ -874,7 +508,18 @@ mod tests {
         assert_eq!(one, run_with(3, 4096));
         let other_chunking = run_with(2, 8192);
         match (&one[0], &other_chunking[0]) {
-            (Summary::Pair(p, s, _, _), Summary::Pair(q, t, _, _)) => {
+            (
+                Summary::Pair {
+                    stats: p,
+                    sample_a: s,
+                    ..
+                },
+                Summary::Pair {
+                    stats: q,
+                    sample_a: t,
+                    ..
+                },
+            ) => {
                 assert_eq!(s, t, "sample positions depend only on the tensor");
                 assert!((p.d.m2 - q.d.m2).abs() <= 1e-12 * p.d.m2);
             }
@@ -903,7 +548,7 @@ mod tests {
                 &Progress::default(),
             )
             .unwrap();
-            let Summary::Pair(p, ..) = &out[0] else {
+            let Summary::Pair { stats: p, .. } = &out[0] else {
                 panic!("pair expected")
             };
             *p
@@ -949,7 +594,10 @@ mod tests {
             &Progress::default(),
         )
         .unwrap();
-        let Summary::Pair(_, _, _, Some(m)) = &out[0] else {
+        let Summary::Pair {
+            margins: Some(m), ..
+        } = &out[0]
+        else {
             panic!("margins expected")
         };
         m.clone()
@@ -1072,15 +720,21 @@ mod tests {
             .into_iter()
             .map(|p| values[p as usize])
             .collect();
-        let Summary::Single(_, sample) = &out[0] else {
+        let Summary::Single { sample, .. } = &out[0] else {
             panic!("single expected")
         };
         assert_eq!(sample, &want);
-        let Summary::Pair(p, sa, sb, _) = &out[1] else {
+        let Summary::Pair {
+            stats: p,
+            sample_a: sa,
+            sample_b: sb,
+            ..
+        } = &out[1]
+        else {
             panic!("pair expected")
         };
         assert_eq!((p.equal, sa, sb), (values.len() as u64, &want, &want));
-        let Summary::Single(v, _) = &out[2] else {
+        let Summary::Single { stats: v, .. } = &out[2] else {
             panic!("single expected")
         };
         let mean = values.iter().sum::<f64>() / values.len() as f64;
