@@ -25,6 +25,7 @@ pub struct AxisSums {
 
 /// Calls `f(row, first column, i0, i1)` for each piece of the block `[pos, pos + n)` that lies in
 /// one row of `row_len` elements: elements `i0..i1` of the block, starting at that column.
+#[inline]
 fn row_segments(pos: u64, n: usize, row_len: u64, mut f: impl FnMut(u64, usize, usize, usize)) {
     let end = pos + n as u64;
     let mut p = pos;
@@ -93,6 +94,7 @@ impl AxisSums {
     }
 
     /// Adds a block of values starting at element `pos`.
+    #[inline]
     pub(super) fn add<T: Columns>(&mut self, pos: u64, x: &[T]) {
         let row_len = self.col_sum.len() as u64;
         row_segments(pos, x.len(), row_len, |r, c0, i0, i1| {
@@ -184,6 +186,7 @@ impl Margins {
     }
 
     /// Moves the column sums built up in `part` into these margins.
+    #[inline]
     pub(super) fn flush(&mut self, part: &mut PartColumns) {
         flush_columns(&mut self.cols_a, &mut part.cols[0]);
         flush_columns(&mut self.cols_b, &mut part.cols[1]);

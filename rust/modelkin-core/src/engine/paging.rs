@@ -50,6 +50,7 @@ impl Drop for Releases<'_> {
 
 impl<'a> Releases<'a> {
     /// Hands back the pages of logical elements `[start, start + len)` of `src` (in a batch).
+    #[inline]
     pub(super) fn release(&mut self, src: &Source<'a>, start: u64, len: u64) {
         if let (Some(r), Some((file, off))) = (src.span(start, len), src.file) {
             self.add(file, off + r.start as u64, r.len() as u64);
@@ -58,6 +59,7 @@ impl<'a> Releases<'a> {
 }
 
 /// Asks for the pages of logical elements `[start, start + len)` of `src` before they are read.
+#[inline]
 pub(super) fn prefault(src: &Source, start: u64, len: u64) {
     if let (Some(r), Some((file, off))) = (src.span(start, len), src.file) {
         file.prefault(off + r.start as u64, r.len() as u64);

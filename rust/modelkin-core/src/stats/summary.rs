@@ -38,7 +38,9 @@ impl Default for ValueStats {
 
 impl ValueStats {
     /// Combines the statistics of two disjoint parts of a tensor.
-    #[inline]
+    // Always inlined: the kernels merge their sub-block totals with it, and did so inline when
+    // these types lived in kernel.rs.
+    #[inline(always)]
     pub fn merge(&self, o: &ValueStats) -> ValueStats {
         ValueStats {
             count: self.count + o.count,
@@ -98,7 +100,9 @@ impl Default for PairStats {
 
 impl PairStats {
     /// Combines the statistics of two disjoint parts of a tensor pair.
-    #[inline]
+    // Always inlined: the kernels merge their sub-block totals with it, and did so inline when
+    // these types lived in kernel.rs.
+    #[inline(always)]
     pub fn merge(&self, o: &PairStats) -> PairStats {
         PairStats {
             a: self.a.merge(&o.a),
