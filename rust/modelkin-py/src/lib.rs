@@ -5,13 +5,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use modelkin_core::diff::{Mismatch, PairRecord, TensorRecord};
 use modelkin_core::engine::{Job, Summary};
 use modelkin_core::format::gguf::{Array, Value};
 use modelkin_core::stats::Moments;
 use modelkin_core::stats::{PairStats, ValueStats};
 use modelkin_core::tensor::Source;
 use modelkin_core::{Checkpoint, DType, Error, Options, PairSpec, Progress};
+use modelkin_core::{Mismatch, PairRecord, TensorRecord};
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
 use pyo3::exceptions::{PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyValueError};
 use pyo3::prelude::*;
@@ -638,7 +638,7 @@ fn read_pair(py: Python<'_>, a: &str, b: &str, threads: Option<usize>) -> PyResu
     enter(py, None, |p| {
         let ca = open_ck(a)?;
         let cb = open_ck(b)?;
-        modelkin_core::diff::read_pair(&ca, &cb, &opts, p)
+        modelkin_core::read_pair(&ca, &cb, &opts, p)
     })
 }
 

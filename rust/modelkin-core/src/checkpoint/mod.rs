@@ -70,6 +70,14 @@ impl Checkpoint {
             .map(|i| &self.tensors[i])
     }
 
+    /// Looks a tensor up by name; naming a tensor the checkpoint does not hold is an
+    /// [`Error::InvalidArgument`].
+    pub fn find(&self, name: &str) -> Result<&Tensor> {
+        self.get(name).ok_or_else(|| {
+            Error::InvalidArgument(format!("{}: no tensor '{name}'", self.path.display()))
+        })
+    }
+
     /// All the key/value metadata of a GGUF checkpoint, vocabulary and merges included (read
     /// again from the mapped header); `None` for other formats.
     pub fn gguf_metadata(&self) -> Result<Option<Vec<(String, gguf::Value)>>> {

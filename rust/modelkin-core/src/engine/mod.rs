@@ -473,8 +473,10 @@ pub fn read_only<'a>(jobs: &[Job<'a>], opts: &Options, progress: &Progress) -> R
 mod tests {
     use super::*;
     use crate::dtype::{decode_into, encode, DType};
+    use crate::stats::digest::{combine, content_digest};
     use crate::stats::sample::{sample_positions, splitmix64};
     use crate::tensor::HeadPairs;
+    use sha2::{Digest, Sha256};
 
     fn src(bytes: &[u8], dtype: DType) -> Source<'_> {
         Source::plain(bytes, dtype)
@@ -811,5 +813,73 @@ mod tests {
     fn zero_threads_is_refused() {
         assert!(resolve_threads(Some(0)).is_err());
         assert_eq!(resolve_threads(Some(3)).unwrap(), 3);
+    }
+
+    fn print_of(bytes: &[u8], dtype: DType, row_len: u64, threads: usize, chunk: u64) -> PrintPart {
+        let src = Source {
+            row_len,
+            ..Source::plain(bytes, dtype)
+        };
+        let opts = Options {
+            threads: Some(threads),
+            chunk,
+            ..Options::default()
+        };
+        match run(&[Job::Print(src)], &opts, &Progress::default())
+            .unwrap()
+            .pop()
+        {
+            Some(Summary::Print(p)) => *p,
+            _ => panic!("print summary expected"),
+        }
+    }
+
+    #[test]
+    fn the_streamed_digest_is_the_one_of_the_whole_bytes_whatever_the_chunking() {
+        // 700k bf16 values: 1.4 MB, two pieces, the second one short; chunks that split pieces.
+        let x: Vec<f64> = (0..700_001u64)
+            .map(|i| ((i * 7919 % 2003) as f64) * 1e-3)
+            .collect();
+        let bytes = encode(DType::BF16, &x);
+        let want = content_digest(&bytes);
+        for (threads, chunk) in [(1, 1 << 20), (2, 4096), (3, 100_000), (2, 1 << 22)] {
+            let p = print_of(&bytes, DType::BF16, 0, threads, chunk);
+            assert_eq!(p.pieces.len(), 2);
+            assert_eq!(combine(&p.pieces), want, "threads {threads}, chunk {chunk}");
+        }
+        // One piece: the SHA-256 of the piece's digest, not of the bytes.
+        let small = encode(DType::F32, &[1.0, 2.0, 3.0]);
+        assert_eq!(
+            content_digest(&small),
+            <[u8; 32]>::from(Sha256::digest(Sha256::digest(&small)))
+        );
+        assert_eq!(content_digest(&[]), <[u8; 32]>::from(Sha256::digest(b"")));
+    }
+
+    #[test]
+    fn row_and_column_squares_survive_chunks_that_split_rows() {
+        let (rows, cols) = (301usize, 77usize);
+        let a: Vec<f64> = (0..rows * cols)
+            .map(|i| (((i * 7919 % 1009) as f64 - 500.0) * 0.01) as f32 as f64)
+            .collect();
+        let bytes = encode(DType::F32, &a);
+        let one = print_of(&bytes, DType::F32, cols as u64, 1, 4096);
+        assert_eq!(one, print_of(&bytes, DType::F32, cols as u64, 2, 4096));
+        let m = one.axes.expect("axes");
+        assert_eq!((m.row_sq.len(), m.col_sq.len()), (rows, cols));
+        for r in [0, 53, 300] {
+            let row = &a[r * cols..(r + 1) * cols];
+            let sq: f64 = row.iter().map(|v| v * v).sum();
+            assert!((m.row_sq[r] - sq).abs() < 1e-9 * sq, "row {r}");
+            let s: f64 = row.iter().sum();
+            assert!(
+                (m.row_sum[r] - s).abs() < 1e-9 * s.abs().max(1.0),
+                "row {r}"
+            );
+        }
+        for c in [0, 40, 76] {
+            let sq: f64 = (0..rows).map(|r| a[r * cols + c].powi(2)).sum();
+            assert!((m.col_sq[c] - sq).abs() < 1e-9 * sq, "col {c}");
+        }
     }
 }

@@ -1,5 +1,4 @@
-//! What a fingerprint keeps of each tensor, gathered in one streaming pass ([`fingerprint`]), and the
-//! values at fixed columns of chosen matrices ([`columns`]).
+//! What a fingerprint keeps of each tensor, gathered in one streaming pass ([`fingerprint`]).
 //!
 //! Per tensor: the statistics of its values, its values at the sample positions and a content
 //! digest; per matrix also the means of the row and of the column of each sampled position, and the
@@ -8,7 +7,6 @@
 //! [`crate::stats::digest`]'s.
 
 use crate::checkpoint::Checkpoint;
-use crate::diff::find;
 use crate::dtype::DType;
 use crate::engine::{run, AxisSums, Job, Options, Progress, Summary};
 use crate::error::{Error, Result};
@@ -19,9 +17,6 @@ use crate::tensor::Source;
 
 /// Quantiles kept of a matrix's sorted row norms and of its sorted column norms by default.
 pub const DEFAULT_QUANTILES: usize = 128;
-
-/// Most values [`columns`] returns for one matrix (bounds its memory).
-pub const MAX_COLUMN_VALUES: u64 = 1 << 28;
 
 /// `k` quantiles of `values` (sorted in place, NaN last) at evenly spaced levels from 0 to 1, with
 /// linear interpolation between order statistics (numpy's default); all the values, sorted, when
@@ -181,154 +176,9 @@ pub fn fingerprint(
         .collect())
 }
 
-/// Values of one matrix at fixed columns of every row.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Columns {
-    /// Tensor name.
-    pub name: String,
-    /// Rows of the matrix.
-    pub rows: u64,
-    /// `rows × columns.len()` values, row by row.
-    pub values: Vec<f64>,
-}
-
-/// Reads the values at `cols` (column indices of the matrix viewed as rows of its trailing
-/// dimensions flattened) of every row of each named matrix.
-pub fn columns(
-    ck: &Checkpoint,
-    names: &[String],
-    cols: &[u64],
-    opts: &Options,
-) -> Result<Vec<Columns>> {
-    use rayon::prelude::*;
-    let tensors = names
-        .iter()
-        .map(|n| find(ck, n))
-        .collect::<Result<Vec<_>>>()?;
-    for t in &tensors {
-        let shape = &t.info.shape;
-        if shape.len() < 2 {
-            return Err(Error::InvalidArgument(format!(
-                "tensor '{}' of shape {shape:?} is not a matrix",
-                t.info.name
-            )));
-        }
-        let row_len: u64 = shape[1..].iter().product();
-        if let Some(c) = cols.iter().find(|&&c| c >= row_len) {
-            return Err(Error::InvalidArgument(format!(
-                "tensor '{}' of shape {shape:?} has no column {c}",
-                t.info.name
-            )));
-        }
-        if shape[0].saturating_mul(cols.len() as u64) > MAX_COLUMN_VALUES {
-            return Err(Error::InvalidArgument(format!(
-                "tensor '{}' of shape {shape:?} is too large to read {} columns of",
-                t.info.name,
-                cols.len()
-            )));
-        }
-    }
-    let pool = crate::engine::pool(crate::engine::resolve_threads(opts.threads)?)?;
-    Ok(pool.install(|| {
-        tensors
-            .par_iter()
-            .map(|t| {
-                // Through the tensor's source, which decodes block formats and undoes stored row
-                // orders (GGUF), as every other reader does.
-                let src = Source::of(ck, t);
-                let rows = t.info.shape[0];
-                let row_len: u64 = t.info.shape[1..].iter().product();
-                let mut values = vec![0.0; rows as usize * cols.len()];
-                for (r, out) in values.chunks_mut(cols.len().max(1)).enumerate() {
-                    for (o, &c) in out.iter_mut().zip(cols) {
-                        src.decode(r as u64 * row_len + c, std::slice::from_mut(o));
-                    }
-                }
-                Columns {
-                    name: t.info.name.clone(),
-                    rows,
-                    values,
-                }
-            })
-            .collect()
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dtype::encode;
-    use crate::engine::PrintPart;
-    use crate::stats::digest::content_digest;
-    use sha2::{Digest, Sha256};
-
-    fn print_of(bytes: &[u8], dtype: DType, row_len: u64, threads: usize, chunk: u64) -> PrintPart {
-        let src = Source {
-            row_len,
-            ..Source::plain(bytes, dtype)
-        };
-        let opts = Options {
-            threads: Some(threads),
-            chunk,
-            ..Options::default()
-        };
-        match run(&[Job::Print(src)], &opts, &Progress::default())
-            .unwrap()
-            .pop()
-        {
-            Some(Summary::Print(p)) => *p,
-            _ => panic!("print summary expected"),
-        }
-    }
-
-    #[test]
-    fn the_streamed_digest_is_the_one_of_the_whole_bytes_whatever_the_chunking() {
-        // 700k bf16 values: 1.4 MB, two pieces, the second one short; chunks that split pieces.
-        let x: Vec<f64> = (0..700_001u64)
-            .map(|i| ((i * 7919 % 2003) as f64) * 1e-3)
-            .collect();
-        let bytes = encode(DType::BF16, &x);
-        let want = content_digest(&bytes);
-        for (threads, chunk) in [(1, 1 << 20), (2, 4096), (3, 100_000), (2, 1 << 22)] {
-            let p = print_of(&bytes, DType::BF16, 0, threads, chunk);
-            assert_eq!(p.pieces.len(), 2);
-            assert_eq!(combine(&p.pieces), want, "threads {threads}, chunk {chunk}");
-        }
-        // One piece: the SHA-256 of the piece's digest, not of the bytes.
-        let small = encode(DType::F32, &[1.0, 2.0, 3.0]);
-        assert_eq!(
-            content_digest(&small),
-            <[u8; 32]>::from(Sha256::digest(Sha256::digest(&small)))
-        );
-        assert_eq!(content_digest(&[]), <[u8; 32]>::from(Sha256::digest(b"")));
-    }
-
-    #[test]
-    fn row_and_column_squares_survive_chunks_that_split_rows() {
-        let (rows, cols) = (301usize, 77usize);
-        let a: Vec<f64> = (0..rows * cols)
-            .map(|i| (((i * 7919 % 1009) as f64 - 500.0) * 0.01) as f32 as f64)
-            .collect();
-        let bytes = encode(DType::F32, &a);
-        let one = print_of(&bytes, DType::F32, cols as u64, 1, 4096);
-        assert_eq!(one, print_of(&bytes, DType::F32, cols as u64, 2, 4096));
-        let m = one.axes.expect("axes");
-        assert_eq!((m.row_sq.len(), m.col_sq.len()), (rows, cols));
-        for r in [0, 53, 300] {
-            let row = &a[r * cols..(r + 1) * cols];
-            let sq: f64 = row.iter().map(|v| v * v).sum();
-            assert!((m.row_sq[r] - sq).abs() < 1e-9 * sq, "row {r}");
-            let s: f64 = row.iter().sum();
-            assert!(
-                (m.row_sum[r] - s).abs() < 1e-9 * s.abs().max(1.0),
-                "row {r}"
-            );
-        }
-        for c in [0, 40, 76] {
-            let sq: f64 = (0..rows).map(|r| a[r * cols + c].powi(2)).sum();
-            assert!((m.col_sq[c] - sq).abs() < 1e-9 * sq, "col {c}");
-        }
-    }
 
     #[test]
     fn quantiles_interpolate_like_numpy() {
