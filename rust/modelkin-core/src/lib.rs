@@ -17,6 +17,8 @@ pub mod kernel;
 pub mod ops;
 pub mod stats;
 pub mod tensor;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use checkpoint::Checkpoint;
 pub use dtype::DType;

@@ -10,8 +10,8 @@
 
 pub mod quant;
 
+use half::f16;
 use half::slice::HalfFloatSliceExt;
-use half::{bf16, f16};
 
 /// A tensor element type, as named in safetensors headers, or a ggml block-quantised format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -466,56 +466,10 @@ fn decode_f32_generic(dtype: DType, bytes: &[u8], out: &mut [f32]) {
     }
 }
 
-/// Encodes `values` as `dtype` little-endian bytes (rounding to nearest, saturating integers).
-///
-/// Used by tests and by the built-in example; never on the hot path. Block-quantised formats are
-/// read, never written: for them the result is empty.
-pub fn encode(dtype: DType, values: &[f64]) -> Vec<u8> {
-    if dtype.is_quantized() {
-        return Vec::new();
-    }
-    let mut out = Vec::with_capacity(values.len() * dtype.size());
-    for &v in values {
-        match dtype {
-            DType::F64 => out.extend_from_slice(&v.to_le_bytes()),
-            DType::F32 => out.extend_from_slice(&(v as f32).to_le_bytes()),
-            DType::F16 => out.extend_from_slice(&f16::from_f64(v).to_le_bytes()),
-            DType::BF16 => out.extend_from_slice(&bf16::from_f64(v).to_le_bytes()),
-            DType::I64 => out.extend_from_slice(&(v as i64).to_le_bytes()),
-            DType::I32 => out.extend_from_slice(&(v as i32).to_le_bytes()),
-            DType::I16 => out.extend_from_slice(&(v as i16).to_le_bytes()),
-            DType::I8 => out.push(v as i8 as u8),
-            DType::U64 => out.extend_from_slice(&(v as u64).to_le_bytes()),
-            DType::U32 => out.extend_from_slice(&(v as u32).to_le_bytes()),
-            DType::U16 => out.extend_from_slice(&(v as u16).to_le_bytes()),
-            DType::U8 => out.push(v as u8),
-            DType::BOOL => out.push((v != 0.0) as u8),
-            DType::F8_E5M2 | DType::F8_E4M3 => out.push(nearest_fp8(dtype, v)),
-            _ => {}
-        }
-    }
-    out
-}
-
-fn nearest_fp8(dtype: DType, v: f64) -> u8 {
-    // Brute force over the 256 codes: only tests use it.
-    let mut best = 0u8;
-    let mut best_err = f64::INFINITY;
-    for code in 0..=255u8 {
-        let mut x = [0.0];
-        decode_into(dtype, &[code], &mut x);
-        let err = (x[0] - v).abs();
-        if err < best_err {
-            best_err = err;
-            best = code;
-        }
-    }
-    best
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::encode;
 
     fn dec(dtype: DType, bytes: &[u8]) -> Vec<f64> {
         let mut out = vec![0.0; bytes.len() / dtype.size()];

@@ -472,10 +472,11 @@ pub fn read_only<'a>(jobs: &[Job<'a>], opts: &Options, progress: &Progress) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dtype::{decode_into, encode, DType};
+    use crate::dtype::{decode_into, DType};
     use crate::stats::digest::{combine, content_digest};
     use crate::stats::sample::{sample_positions, splitmix64};
     use crate::tensor::HeadPairs;
+    use crate::testing::encode;
     use sha2::{Digest, Sha256};
 
     fn src(bytes: &[u8], dtype: DType) -> Source<'_> {

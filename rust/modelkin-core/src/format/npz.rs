@@ -50,9 +50,9 @@ pub fn read(path: &Path, bytes: &[u8], archive: &Archive) -> Result<Part> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::zip::build::{archive, stored, Item};
     use super::*;
     use crate::dtype::DType;
+    use crate::testing::zip::{archive, stored, Item};
 
     fn npy(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
         let header =

@@ -273,10 +273,10 @@ fn meta_row_orders(path: &Path, infos: &mut [TensorInfo]) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::pickle::build::{state_dict, tensor};
-    use super::super::zip::build::{archive, stored, Item};
     use super::*;
     use crate::dtype::DType;
+    use crate::testing::pickle::{state_dict, tensor};
+    use crate::testing::zip::{archive, stored, Item};
 
     fn read(bytes: &[u8]) -> Result<Vec<TensorInfo>> {
         let path = Path::new("model.bin");
@@ -448,11 +448,11 @@ mod tests {
         assert!(read(&two).unwrap_err().to_string().contains("ambiguous"));
         // {"a.b": t, "a": {"b": t}}
         let mut p = b"\x80\x02}(".to_vec();
-        p.extend(super::super::pickle::build::s("a.b"));
+        p.extend(crate::testing::pickle::s("a.b"));
         p.extend(tensor("FloatStorage", "0", 1, 0, &[1], &[1]));
-        p.extend(super::super::pickle::build::s("a"));
+        p.extend(crate::testing::pickle::s("a"));
         p.extend(b"}");
-        p.extend(super::super::pickle::build::s("b"));
+        p.extend(crate::testing::pickle::s("b"));
         p.extend(tensor("FloatStorage", "0", 1, 0, &[1], &[1]));
         p.extend(b"su.");
         let clash = stored(&[("a/data.pkl", &p), ("a/data/0", &[0; 4])]);
