@@ -40,7 +40,7 @@ pub struct Source<'a> {
     /// The mapped file and the bytes' offset in it, for paging hints; `None` for memory buffers.
     pub file: Option<(&'a MappedFile, u64)>,
     /// Elements per row when the tensor is a matrix (its trailing dimensions flattened), else 0:
-    /// pair jobs then also sum rows and columns when [`Options::margins`](crate::engine::Options::margins) asks for it.
+    /// pair jobs then also sum rows and columns when the run's `Options::margins` asks for it.
     pub row_len: u64,
     /// The bytes hold the transpose of the matrix to read (`row_len` columns): element (i, j) is
     /// stored at (j, i). Used for weights that one framework stores transposed (GPT-2's Conv1D).

@@ -27,7 +27,10 @@ use paging::{prefault, Releases};
 pub use axes::{AxisSums, Margins, MAX_MARGIN_COLS};
 pub use job::{Job, PrintPart, Summary};
 pub(crate) use options::pool;
-pub use options::{resolve_threads, Options, Progress, DEFAULT_CHUNK, DEFAULT_SAMPLE, THREADS_ENV};
+pub use options::{
+    resolve_threads, Options, Progress, DEFAULT_CHUNK, DEFAULT_QUANTILES, DEFAULT_SAMPLE,
+    THREADS_ENV,
+};
 
 /// Elements decoded and reduced at a time (two f64 buffers of this size stay in L1/L2).
 pub const BLOCK: usize = 4096;

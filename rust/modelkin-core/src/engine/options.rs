@@ -11,6 +11,9 @@ pub const DEFAULT_CHUNK: u64 = 1 << 20;
 /// Default number of values sampled per tensor, for histograms, distribution tests and alignment.
 pub const DEFAULT_SAMPLE: usize = 4096;
 
+/// Quantiles kept of a matrix's sorted row norms and of its sorted column norms by default.
+pub const DEFAULT_QUANTILES: usize = 128;
+
 /// Environment variable that sets the default thread count.
 pub const THREADS_ENV: &str = "MODELKIN_NUM_THREADS";
 

@@ -6,6 +6,7 @@ use crate::checkpoint::{Checkpoint, Tensor};
 use crate::dtype::DType;
 use crate::engine::{run, Job, Margins, Options, Progress, Summary};
 use crate::error::Result;
+use crate::stats::sample::sample_positions;
 use crate::stats::summary::PairStats;
 use crate::tensor::Source;
 
@@ -28,6 +29,9 @@ pub struct PairRecord {
     pub sample_a: Vec<f64>,
     /// Values of b at the same positions.
     pub sample_b: Vec<f64>,
+    /// The sample positions (element indices of the compared part), when the samples are the
+    /// ones [`sample_positions`] gives for its shape and [`Options::sample_size`].
+    pub positions: Option<Vec<u64>>,
     /// Row and column sums of both tensors, when [`Options::margins`] asked for them.
     pub margins: Option<Margins>,
 }
@@ -61,6 +65,7 @@ pub(super) fn pair_record(
     tb: &Tensor,
     shape: Vec<u64>,
     summary: Option<Summary>,
+    sample_size: usize,
 ) -> PairRecord {
     let (stats, sample_a, sample_b, margins) = match summary {
         Some(Summary::Pair {
@@ -71,6 +76,9 @@ pub(super) fn pair_record(
         }) => (stats, sample_a, sample_b, margins),
         _ => (PairStats::default(), Vec::new(), Vec::new(), None),
     };
+    let numel: u64 = shape.iter().product();
+    let positions = sample_positions(numel, sample_size);
+    let positions = (positions.len() == sample_a.len()).then_some(positions);
     PairRecord {
         name: ta.info.name.clone(),
         name_b: tb.info.name.clone(),
@@ -80,6 +88,7 @@ pub(super) fn pair_record(
         stats,
         sample_a,
         sample_b,
+        positions,
         margins,
     }
 }
@@ -127,7 +136,15 @@ pub fn diff(
 
     let pairs: Vec<PairRecord> = pairs
         .iter()
-        .map(|(ta, tb)| pair_record(ta, tb, ta.info.shape.clone(), results.next()))
+        .map(|(ta, tb)| {
+            pair_record(
+                ta,
+                tb,
+                ta.info.shape.clone(),
+                results.next(),
+                opts.sample_size,
+            )
+        })
         .collect();
     let mut take = |t: &Tensor| record(t, results.next());
     let only_a = only_a.into_iter().map(&mut take).collect();

@@ -15,9 +15,6 @@ use crate::stats::sample::sample_positions;
 use crate::stats::summary::ValueStats;
 use crate::tensor::Source;
 
-/// Quantiles kept of a matrix's sorted row norms and of its sorted column norms by default.
-pub const DEFAULT_QUANTILES: usize = 128;
-
 /// `k` quantiles of `values` (sorted in place, NaN last) at evenly spaced levels from 0 to 1, with
 /// linear interpolation between order statistics (numpy's default); all the values, sorted, when
 /// there are at most `k` of them.

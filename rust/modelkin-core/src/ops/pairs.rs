@@ -4,7 +4,8 @@
 use super::diff::{pair_record, total, PairRecord};
 use super::inspect::{record, TensorRecord};
 use crate::checkpoint::Checkpoint;
-use crate::engine::{run, Job, Options, Progress};
+use crate::dtype::DType;
+use crate::engine::{run, Job, Options, Progress, Summary};
 use crate::error::{Error, Result};
 use crate::stats::summary::PairStats;
 use crate::tensor::Source;
@@ -150,7 +151,7 @@ pub fn diff_pairs<'a>(
     let mut results = run(&jobs, opts, progress)?.into_iter();
     let pairs: Vec<PairRecord> = planned
         .into_iter()
-        .map(|(ta, tb, (_, _, shape))| pair_record(ta, tb, shape, results.next()))
+        .map(|(ta, tb, (_, _, shape))| pair_record(ta, tb, shape, results.next(), opts.sample_size))
         .collect();
     let singles_a = ones_a
         .into_iter()
@@ -166,4 +167,92 @@ pub fn diff_pairs<'a>(
         singles_a,
         singles_b,
     })
+}
+
+/// What [`pair_stats`] returns: the statistics of two buffers and their values at the sample
+/// positions.
+#[derive(Debug, Clone)]
+pub struct BufferPair {
+    /// Statistics of a, b and d = b − a.
+    pub stats: PairStats,
+    /// Values of a at the sample positions.
+    pub sample_a: Vec<f64>,
+    /// Values of b at the same positions.
+    pub sample_b: Vec<f64>,
+}
+
+/// Pair statistics of two byte buffers holding `a_dtype` and `b_dtype` elements, which must hold
+/// whole elements and as many of them.
+pub fn pair_stats(
+    a: &[u8],
+    a_dtype: DType,
+    b: &[u8],
+    b_dtype: DType,
+    opts: &Options,
+    progress: &Progress,
+) -> Result<BufferPair> {
+    for (x, d) in [(a, a_dtype), (b, b_dtype)] {
+        if x.len() % d.size() != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "{} bytes is not a whole number of {d} elements",
+                x.len()
+            )));
+        }
+    }
+    if a.len() / a_dtype.size() != b.len() / b_dtype.size() {
+        return Err(Error::InvalidArgument(format!(
+            "the arrays hold {} and {} elements",
+            a.len() / a_dtype.size(),
+            b.len() / b_dtype.size()
+        )));
+    }
+    let job = Job::Pair(Source::plain(a, a_dtype), Source::plain(b, b_dtype));
+    match run(&[job], opts, progress)?.into_iter().next() {
+        Some(Summary::Pair {
+            stats,
+            sample_a,
+            sample_b,
+            ..
+        }) => Ok(BufferPair {
+            stats,
+            sample_a,
+            sample_b,
+        }),
+        _ => Err(Error::InvalidArgument("no result".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::encode;
+
+    #[test]
+    fn buffers_must_hold_whole_elements_and_as_many_on_both_sides() {
+        let (opts, p) = (Options::default(), Progress::default());
+        let message = |r: Result<BufferPair>| match r {
+            Err(Error::InvalidArgument(m)) => m,
+            other => panic!("an invalid argument expected, got {other:?}"),
+        };
+        let five = [0u8; 5];
+        let f32s = encode(DType::F32, &[1.0, 2.0]);
+        assert_eq!(
+            message(pair_stats(&five, DType::F32, &f32s, DType::F32, &opts, &p)),
+            "5 bytes is not a whole number of F32 elements"
+        );
+        let bf16s = encode(DType::BF16, &[1.0, 2.0, 3.0]);
+        assert_eq!(
+            message(pair_stats(
+                &f32s,
+                DType::F32,
+                &bf16s,
+                DType::BF16,
+                &opts,
+                &p
+            )),
+            "the arrays hold 2 and 3 elements"
+        );
+        let same = pair_stats(&f32s, DType::F32, &f32s, DType::F32, &opts, &p).unwrap();
+        assert_eq!((same.stats.equal, same.sample_a.len()), (2, 2));
+    }
 }
