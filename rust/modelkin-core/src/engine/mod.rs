@@ -4,14 +4,14 @@
 //! Chunk boundaries depend only on the data, never on the thread count, and partial results are
 //! merged sequentially in a fixed order: the numbers are the same with 1 thread or 64.
 
-use std::sync::atomic::Ordering;
-
-use rayon::prelude::*;
-
 mod axes;
 mod job;
 mod options;
 mod paging;
+
+use std::sync::atomic::Ordering;
+
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::kernel::{
