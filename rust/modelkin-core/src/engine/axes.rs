@@ -82,6 +82,7 @@ fn merge_axes<const K: usize>(
 }
 
 impl AxisSums {
+    #[inline]
     pub(super) fn new(start: u64, len: u64, row_len: u64) -> AxisSums {
         let (first_row, rows) = row_span(start, len, row_len);
         AxisSums {
@@ -138,6 +139,7 @@ pub struct Margins {
 }
 
 impl Margins {
+    #[inline]
     pub(super) fn new(start: u64, len: u64, row_len: u64) -> Margins {
         let (first_row, rows) = row_span(start, len, row_len);
         Margins {
@@ -217,6 +219,7 @@ impl PartColumns {
     /// Row segments summed in `f32` before a flush (see [`add_columns_f32`]).
     const TERMS: usize = 16;
 
+    #[inline]
     pub(super) fn new(row_len: usize) -> PartColumns {
         PartColumns {
             cols: [vec![0.0; row_len], vec![0.0; row_len]],

@@ -19,6 +19,7 @@ impl<'a> Releases<'a> {
     /// Separate ranges kept at most.
     const RANGES: usize = 16;
 
+    #[inline]
     fn add(&mut self, file: &'a MappedFile, start: u64, len: u64) {
         let end = start + len;
         let joined = self

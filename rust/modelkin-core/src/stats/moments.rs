@@ -20,7 +20,6 @@ pub struct Moments {
 
 impl Moments {
     /// Combines the moments of two disjoint sets of values.
-    #[inline]
     pub fn merge(&self, o: &Moments) -> Moments {
         if o.n == 0 {
             return *self;
@@ -86,7 +85,6 @@ pub struct CoMoment {
 
 impl CoMoment {
     /// Combines the co-moments of two disjoint sets of observations.
-    #[inline]
     pub fn merge(&self, o: &CoMoment) -> CoMoment {
         if o.n == 0 {
             return *self;

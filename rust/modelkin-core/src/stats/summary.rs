@@ -38,9 +38,7 @@ impl Default for ValueStats {
 
 impl ValueStats {
     /// Combines the statistics of two disjoint parts of a tensor.
-    // Always inlined: the kernels merge their sub-block totals with it, and did so inline when
-    // these types lived in kernel.rs.
-    #[inline(always)]
+    #[inline]
     pub fn merge(&self, o: &ValueStats) -> ValueStats {
         ValueStats {
             count: self.count + o.count,
@@ -100,9 +98,7 @@ impl Default for PairStats {
 
 impl PairStats {
     /// Combines the statistics of two disjoint parts of a tensor pair.
-    // Always inlined: the kernels merge their sub-block totals with it, and did so inline when
-    // these types lived in kernel.rs.
-    #[inline(always)]
+    #[inline]
     pub fn merge(&self, o: &PairStats) -> PairStats {
         PairStats {
             a: self.a.merge(&o.a),
