@@ -5,10 +5,10 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use modelkin_core::dtype::{decode_f32, decode_into, DType};
+use modelkin_core::engine::BLOCK;
 use modelkin_core::kernel::{
     add_columns_f32, pair_block, pair_block_f32, single_block, single_block_f32,
 };
-use modelkin_core::stream::BLOCK;
 
 fn rate(name: &str, reps: usize, mut f: impl FnMut()) {
     // `kernel_speed TEXT` times only the kernels whose names contain TEXT (for a profiler).

@@ -4,8 +4,8 @@
 use std::time::Instant;
 
 use modelkin_core::checkpoint::Checkpoint;
-use modelkin_core::diff::{diff, read_pair};
-use modelkin_core::stream::{Options, Progress};
+use modelkin_core::ops::{diff, read_pair};
+use modelkin_core::{Options, Progress};
 
 fn best(reps: usize, mut f: impl FnMut()) -> f64 {
     (0..reps)

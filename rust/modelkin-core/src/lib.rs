@@ -1,30 +1,28 @@
 //! modelkin-core: stream two neural-network checkpoints once, in constant memory and on all cores,
 //! and summarise how they differ.
 //!
-//! The pipeline is open ([`checkpoint::Checkpoint::open`] maps and validates the files) → plan
-//! (tensor pairs matched by name, cut into chunks) → stream ([`stream::run`], rayon over chunks,
-//! merged in a fixed order) → summaries (plain structs of moments, extremes and samples). [`print`]
-//! gathers what a fingerprint keeps of one checkpoint in the same kind of pass.
+//! The pipeline is open ([`Checkpoint::open`] maps and validates the files, [`format`](mod@format) reads each
+//! one) → plan (tensor pairs matched by name, cut into chunks) → stream ([`engine::run`], rayon over
+//! chunks, the [`kernel`] on each block, merged in a fixed order) → summaries (the plain structs of
+//! [`stats`]). Each analysis the binding exposes is one function of [`ops`], re-exported here.
 //! Nothing here knows about Python.
 #![deny(missing_docs)]
 
 pub mod checkpoint;
-pub mod diff;
 pub mod dtype;
+pub mod engine;
 pub mod error;
 pub mod format;
 pub mod kernel;
-pub mod moments;
-pub mod print;
-pub mod quant;
-pub mod stream;
+pub mod ops;
+pub mod stats;
+pub mod tensor;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use checkpoint::Checkpoint;
-pub use diff::{
-    diff, diff_pairs, heads, inspect, sample_values, DiffReport, Heads, PairRecord, PairSpec,
-    PairsReport, TensorRecord,
-};
 pub use dtype::DType;
+pub use engine::{Options, Progress};
 pub use error::{Error, Result};
-pub use print::{columns, fingerprint, Columns, MatrixPrint, PrintRecord};
-pub use stream::{Options, Progress};
+pub use ops::*;
+pub use stats::{CoMoment, Moments, PairStats, ValueStats};

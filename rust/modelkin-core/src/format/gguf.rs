@@ -23,7 +23,7 @@ use std::collections::HashSet;
 use std::fmt::Display;
 use std::path::Path;
 
-use super::{first_overlap, RowOrder, TensorInfo};
+use super::{first_overlap, Part, RowOrder, TensorInfo};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 
@@ -272,7 +272,7 @@ impl Header {
     }
 }
 
-fn get<'a>(kv: &'a [(String, Value)], key: &str) -> Option<&'a Value> {
+pub(crate) fn get<'a>(kv: &'a [(String, Value)], key: &str) -> Option<&'a Value> {
     kv.iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
@@ -899,123 +899,25 @@ fn qk_layer(name: &str) -> Option<(u64, char)> {
     Some((layer, which))
 }
 
-/// Serialises a GGUF file (for tests and examples): version 3, the given metadata, then the
-/// tensors — (name, ggml type number, `ne` innermost first, data) — each at the next multiple of
-/// `alignment` (which is also written as `general.alignment` when it is not the default).
-pub fn serialize(
-    metadata: &[(String, Value)],
-    tensors: &[(String, u32, Vec<u64>, Vec<u8>)],
-    alignment: u64,
-) -> Vec<u8> {
-    fn put_str(out: &mut Vec<u8>, s: &str) {
-        out.extend_from_slice(&(s.len() as u64).to_le_bytes());
-        out.extend_from_slice(s.as_bytes());
-    }
-    fn put_array(out: &mut Vec<u8>, a: &Array) {
-        macro_rules! each {
-            ($ty:expr, $v:expr, $put:expr) => {{
-                out.extend_from_slice(&($ty as u32).to_le_bytes());
-                out.extend_from_slice(&($v.len() as u64).to_le_bytes());
-                for x in $v {
-                    $put(&mut *out, x);
-                }
-            }};
-        }
-        match a {
-            Array::U8(v) => each!(0, v, |o: &mut Vec<u8>, x: &u8| o.push(*x)),
-            Array::I8(v) => each!(1, v, |o: &mut Vec<u8>, x: &i8| o.push(*x as u8)),
-            Array::U16(v) => each!(2, v, |o: &mut Vec<u8>, x: &u16| o
-                .extend_from_slice(&x.to_le_bytes())),
-            Array::I16(v) => each!(3, v, |o: &mut Vec<u8>, x: &i16| o
-                .extend_from_slice(&x.to_le_bytes())),
-            Array::U32(v) => each!(4, v, |o: &mut Vec<u8>, x: &u32| o
-                .extend_from_slice(&x.to_le_bytes())),
-            Array::I32(v) => each!(5, v, |o: &mut Vec<u8>, x: &i32| o
-                .extend_from_slice(&x.to_le_bytes())),
-            Array::F32(v) => each!(6, v, |o: &mut Vec<u8>, x: &f32| o
-                .extend_from_slice(&x.to_le_bytes())),
-            Array::Bool(v) => each!(7, v, |o: &mut Vec<u8>, x: &bool| o.push(*x as u8)),
-            Array::Str(v) => each!(8, v, |o: &mut Vec<u8>, x: &String| put_str(o, x)),
-            Array::Array(v) => each!(9, v, |o: &mut Vec<u8>, x: &Array| put_array(o, x)),
-            Array::U64(v) => each!(10, v, |o: &mut Vec<u8>, x: &u64| o
-                .extend_from_slice(&x.to_le_bytes())),
-            Array::I64(v) => each!(11, v, |o: &mut Vec<u8>, x: &i64| o
-                .extend_from_slice(&x.to_le_bytes())),
-            Array::F64(v) => each!(12, v, |o: &mut Vec<u8>, x: &f64| o
-                .extend_from_slice(&x.to_le_bytes())),
-            Array::Skipped { ty, .. } => {
-                // Its elements were not kept: written as an empty array of its type.
-                out.extend_from_slice(&ty.to_le_bytes());
-                out.extend_from_slice(&0u64.to_le_bytes());
-            }
-        }
-    }
-    fn put_value(out: &mut Vec<u8>, v: &Value) {
-        let (ty, body): (u32, Vec<u8>) = match v {
-            Value::U8(x) => (0, vec![*x]),
-            Value::I8(x) => (1, vec![*x as u8]),
-            Value::U16(x) => (2, x.to_le_bytes().to_vec()),
-            Value::I16(x) => (3, x.to_le_bytes().to_vec()),
-            Value::U32(x) => (4, x.to_le_bytes().to_vec()),
-            Value::I32(x) => (5, x.to_le_bytes().to_vec()),
-            Value::F32(x) => (6, x.to_le_bytes().to_vec()),
-            Value::Bool(x) => (7, vec![*x as u8]),
-            Value::Str(s) => {
-                let mut b = Vec::new();
-                put_str(&mut b, s);
-                (8, b)
-            }
-            Value::Array(a) => {
-                let mut b = Vec::new();
-                put_array(&mut b, a);
-                (9, b)
-            }
-            Value::U64(x) => (10, x.to_le_bytes().to_vec()),
-            Value::I64(x) => (11, x.to_le_bytes().to_vec()),
-            Value::F64(x) => (12, x.to_le_bytes().to_vec()),
-        };
-        out.extend_from_slice(&ty.to_le_bytes());
-        out.extend_from_slice(&body);
-    }
-    let mut kv: Vec<(String, Value)> = metadata.to_vec();
-    if alignment != DEFAULT_ALIGNMENT && get(&kv, "general.alignment").is_none() {
-        kv.push(("general.alignment".into(), Value::U32(alignment as u32)));
-    }
-    let mut out = MAGIC.to_vec();
-    out.extend_from_slice(&3u32.to_le_bytes());
-    out.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
-    out.extend_from_slice(&(kv.len() as u64).to_le_bytes());
-    for (k, v) in &kv {
-        put_str(&mut out, k);
-        put_value(&mut out, v);
-    }
-    let mut offset = 0u64;
-    for (name, ty, ne, data) in tensors {
-        put_str(&mut out, name);
-        out.extend_from_slice(&(ne.len() as u32).to_le_bytes());
-        for d in ne {
-            out.extend_from_slice(&d.to_le_bytes());
-        }
-        out.extend_from_slice(&ty.to_le_bytes());
-        out.extend_from_slice(&offset.to_le_bytes());
-        offset = (offset + data.len() as u64).next_multiple_of(alignment);
-    }
-    let pad = |out: &mut Vec<u8>| {
-        while !(out.len() as u64).is_multiple_of(alignment) {
-            out.push(0);
-        }
-    };
-    pad(&mut out);
-    for (_, _, _, data) in tensors {
-        out.extend_from_slice(data);
-        pad(&mut out);
-    }
-    out
+/// A GGUF file as a checkpoint part: its tensors, and its metadata (scalars as text in
+/// [`Part::metadata`], everything in [`Part::kv`]).
+pub fn read(path: &Path, bytes: &[u8]) -> Result<Part> {
+    let header = parse(path, bytes)?;
+    Ok(Part {
+        metadata: header
+            .metadata
+            .iter()
+            .filter_map(|(k, v)| v.scalar_text().map(|t| (k.clone(), t)))
+            .collect(),
+        kv: header.metadata,
+        ..Part::new("gguf", header.tensors)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::gguf::serialize;
 
     fn kv(k: &str, v: Value) -> (String, Value) {
         (k.to_string(), v)

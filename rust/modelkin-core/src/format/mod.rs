@@ -12,7 +12,11 @@ pub mod safetensors;
 pub mod torch;
 pub mod zip;
 
+use std::collections::BTreeMap;
+use std::path::Path;
+
 use crate::dtype::DType;
+use crate::error::{Error, Result};
 
 /// How a tensor's rows are stored relative to the logical order modelkin presents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -54,10 +58,78 @@ impl TensorInfo {
     }
 }
 
+/// One file of a checkpoint as its format reads it (see [`read_part`]).
+#[derive(Debug, Clone)]
+pub struct Part {
+    /// `"safetensors"`, `"gguf"`, `"pytorch"`, `"npy"` or `"npz"`.
+    pub format: &'static str,
+    /// The tensors in the file's header.
+    pub tensors: Vec<TensorInfo>,
+    /// The header's `__metadata__` map (safetensors), or the scalar GGUF metadata as text.
+    pub metadata: BTreeMap<String, String>,
+    /// The GGUF key/value metadata with its types (empty for other formats). Arrays of strings
+    /// and of arrays are validated but not kept ([`gguf::Array::Skipped`]).
+    pub kv: Vec<(String, gguf::Value)>,
+}
+
+impl Part {
+    /// A part of `format` holding `tensors` and no metadata.
+    pub(crate) fn new(format: &'static str, tensors: Vec<TensorInfo>) -> Part {
+        Part {
+            format,
+            tensors,
+            metadata: BTreeMap::new(),
+            kv: Vec::new(),
+        }
+    }
+}
+
+/// Reads one file of a checkpoint by its content, not its name: its format, tensors and metadata.
+/// The one dispatch on formats: a new format is one arm here.
+pub fn read_part(path: &Path, bytes: &[u8]) -> Result<Part> {
+    if bytes.starts_with(gguf::MAGIC) {
+        return gguf::read(path, bytes);
+    }
+    if bytes.starts_with(npy::MAGIC) {
+        return npy::read(path, bytes);
+    }
+    if zip::is_zip(bytes) {
+        let archive = zip::Archive::read(path, bytes)?;
+        return if torch::is_torch(&archive) {
+            torch::read(path, bytes, &archive)
+        } else {
+            npz::read(path, bytes, &archive)
+        };
+    }
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    if torch::EXTENSIONS.contains(&ext.as_str()) || ext == "npz" {
+        // Named like a zip-based format but not one: say what it looks like, unless it is a
+        // renamed safetensors file.
+        if let Some(what) = sniff_unsupported(bytes) {
+            return Err(Error::unsupported(path, what));
+        }
+        if safetensors::parse_header(path, bytes).is_err() {
+            let what = if ext == "npz" {
+                "a NumPy .npz (a zip archive)"
+            } else {
+                "a PyTorch zip checkpoint (torch.save since 1.6)"
+            };
+            return Err(Error::unsupported(
+                path,
+                format!("not {what}, nor safetensors: the file does not start like a zip archive"),
+            ));
+        }
+    }
+    safetensors::read(path, bytes)
+}
+
 /// Bytes a tensor of `shape` and `dtype` occupies, with checked arithmetic (file data is untrusted);
 /// the error says which product overflowed, or that the elements are not whole blocks of a
 /// block-quantised dtype.
-pub fn checked_nbytes(shape: &[u64], dtype: DType) -> Result<u64, String> {
+pub fn checked_nbytes(shape: &[u64], dtype: DType) -> std::result::Result<u64, String> {
     let numel = shape
         .iter()
         .try_fold(1u64, |acc, &d| acc.checked_mul(d))

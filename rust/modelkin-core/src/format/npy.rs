@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use super::TensorInfo;
+use super::{Part, TensorInfo};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 
@@ -16,6 +16,15 @@ pub const MAGIC: &[u8] = b"\x93NUMPY";
 /// Parses the header of a `.npy` file whose contents are `bytes`; the one tensor is called `name`.
 pub fn parse(path: &Path, name: &str, bytes: &[u8]) -> Result<TensorInfo> {
     parse_in(path, None, name, bytes)
+}
+
+/// One `.npy` file as a one-tensor checkpoint part: the tensor is named after the file.
+pub fn read(path: &Path, bytes: &[u8]) -> Result<Part> {
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(Part::new("npy", vec![parse(path, &name, bytes)?]))
 }
 
 /// Parses a `.npy` header; `member` names the `.npz` member it was read from (for messages), and

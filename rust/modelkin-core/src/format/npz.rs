@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use super::zip::Archive;
-use super::{npy, TensorInfo};
+use super::{npy, Part, TensorInfo};
 use crate::error::{Error, Result};
 
 /// Reads the arrays of the `.npz` `archive` whose file contents are `bytes`.
@@ -43,11 +43,16 @@ pub fn parse(path: &Path, bytes: &[u8], archive: &Archive) -> Result<Vec<TensorI
     Ok(out)
 }
 
+/// A `.npz` file as a checkpoint part.
+pub fn read(path: &Path, bytes: &[u8], archive: &Archive) -> Result<Part> {
+    Ok(Part::new("npz", parse(path, bytes, archive)?))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::zip::build::{archive, stored, Item};
     use super::*;
     use crate::dtype::DType;
+    use crate::testing::zip::{archive, stored, Item};
 
     fn npy(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
         let header =

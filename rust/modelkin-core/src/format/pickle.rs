@@ -1154,103 +1154,10 @@ enum Key {
     Index(usize),
 }
 
-/// Pickle bytes for tests, written opcode by opcode as `pickle` and `torch.save` do.
-#[cfg(test)]
-pub(crate) mod build {
-    /// Protocol 2 header.
-    pub const PROTO2: &[u8] = b"\x80\x02";
-
-    /// `BINUNICODE s`.
-    pub fn s(text: &str) -> Vec<u8> {
-        let mut out = vec![b'X'];
-        out.extend_from_slice(&(text.len() as u32).to_le_bytes());
-        out.extend_from_slice(text.as_bytes());
-        out
-    }
-
-    /// `SHORT_BINUNICODE s`.
-    pub fn short(text: &str) -> Vec<u8> {
-        let mut out = vec![0x8c, text.len() as u8];
-        out.extend_from_slice(text.as_bytes());
-        out
-    }
-
-    /// `GLOBAL module name`.
-    pub fn global(module: &str, name: &str) -> Vec<u8> {
-        format!("c{module}\n{name}\n").into_bytes()
-    }
-
-    /// A small non-negative integer (`BININT1`, `BININT2` or `BININT`).
-    pub fn int(v: u32) -> Vec<u8> {
-        if v < 256 {
-            vec![b'K', v as u8]
-        } else if v < 65536 {
-            let mut o = vec![b'M'];
-            o.extend_from_slice(&(v as u16).to_le_bytes());
-            o
-        } else {
-            let mut o = vec![b'J'];
-            o.extend_from_slice(&(v as i32).to_le_bytes());
-            o
-        }
-    }
-
-    /// A tuple of small integers (`MARK … TUPLE`).
-    pub fn ints(v: &[u32]) -> Vec<u8> {
-        let mut o = vec![b'('];
-        for &x in v {
-            o.extend(int(x));
-        }
-        o.push(b't');
-        o
-    }
-
-    /// `_rebuild_tensor_v2(storage(key, class, numel), offset, size, stride, False, OrderedDict())`.
-    pub fn tensor(
-        class: &str,
-        key: &str,
-        numel: u32,
-        offset: u32,
-        size: &[u32],
-        stride: &[u32],
-    ) -> Vec<u8> {
-        let mut o = global("torch._utils", "_rebuild_tensor_v2");
-        o.push(b'(');
-        o.push(b'(');
-        o.extend(s("storage"));
-        o.extend(global("torch", class));
-        o.extend(s(key));
-        o.extend(s("cpu"));
-        o.extend(int(numel));
-        o.extend_from_slice(b"tQ");
-        o.extend(int(offset));
-        o.extend(ints(size));
-        o.extend(ints(stride));
-        o.push(0x89);
-        o.extend(global("collections", "OrderedDict"));
-        o.extend_from_slice(b")R");
-        o.extend_from_slice(b"tR");
-        o
-    }
-
-    /// A state dict: `OrderedDict()` with `(name, value pickle)` items set by SETITEMS, then STOP.
-    pub fn state_dict(items: &[(&str, Vec<u8>)]) -> Vec<u8> {
-        let mut o = PROTO2.to_vec();
-        o.extend(global("collections", "OrderedDict"));
-        o.extend_from_slice(b")R(");
-        for (k, v) in items {
-            o.extend(s(k));
-            o.extend_from_slice(v);
-        }
-        o.extend_from_slice(b"u.");
-        o
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::build::*;
     use super::*;
+    use crate::testing::pickle::*;
 
     fn refused(data: &[u8]) -> String {
         let e = load(data).unwrap_err();
@@ -1866,8 +1773,8 @@ mod tests {
     }
 
     mod fuzz {
-        use super::super::build::*;
         use super::super::*;
+        use crate::testing::pickle::*;
         use proptest::prelude::*;
 
         fn seed() -> Vec<u8> {

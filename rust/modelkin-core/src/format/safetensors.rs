@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 
-use super::{first_overlap, TensorInfo};
+use super::{first_overlap, Part, TensorInfo};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 
@@ -229,45 +229,19 @@ fn parse_entry(
     })
 }
 
-/// Serialises tensors into safetensors bytes (for tests and the built-in example).
-///
-/// `tensors` holds (name, dtype, shape, little-endian data); data lengths must match.
-pub fn serialize(
-    tensors: &[(String, DType, Vec<u64>, Vec<u8>)],
-    metadata: &BTreeMap<String, String>,
-) -> Vec<u8> {
-    let mut header = serde_json::Map::new();
-    if !metadata.is_empty() {
-        header.insert(
-            "__metadata__".into(),
-            serde_json::to_value(metadata).unwrap_or(Value::Null),
-        );
-    }
-    let mut offset = 0u64;
-    for (name, dtype, shape, data) in tensors {
-        let end = offset + data.len() as u64;
-        header.insert(
-            name.clone(),
-            serde_json::json!({"dtype": dtype.name(), "shape": shape, "data_offsets": [offset, end]}),
-        );
-        offset = end;
-    }
-    let mut json = Value::Object(header).to_string().into_bytes();
-    while !json.len().is_multiple_of(8) {
-        json.push(b' ');
-    }
-    let mut out = Vec::with_capacity(8 + json.len() + offset as usize);
-    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
-    out.extend_from_slice(&json);
-    for (_, _, _, data) in tensors {
-        out.extend_from_slice(data);
-    }
-    out
+/// A safetensors file as a checkpoint part: its tensors and its header's `__metadata__`.
+pub fn read(path: &Path, bytes: &[u8]) -> Result<Part> {
+    let header = parse_header(path, bytes)?;
+    Ok(Part {
+        metadata: header.metadata,
+        ..Part::new("safetensors", header.tensors)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::safetensors::serialize;
 
     fn one(dtype: &str, shape: &str, offsets: &str, data: usize) -> Vec<u8> {
         let json =

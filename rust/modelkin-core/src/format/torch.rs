@@ -12,10 +12,15 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+use serde_json::Value;
+
 use super::pickle::{self, PickleError, MAX_PICKLE_BYTES};
 use super::zip::Archive;
-use super::TensorInfo;
+use super::{Part, RowOrder, TensorInfo};
 use crate::error::{Error, Result};
+
+/// File name extensions of PyTorch checkpoints.
+pub const EXTENSIONS: [&str; 3] = ["bin", "pt", "pth"];
 
 const FORMAT: &str = "PyTorch checkpoint";
 
@@ -194,12 +199,84 @@ fn is_contiguous(size: &[u64], stride: &[u64]) -> bool {
     true
 }
 
+/// A PyTorch zip checkpoint as a checkpoint part: its tensors, with the Q/K rows of Meta's
+/// reference checkpoints read in the Hugging Face order when `params.json` is beside the file.
+pub fn read(path: &Path, bytes: &[u8], archive: &Archive) -> Result<Part> {
+    let mut infos = parse(path, bytes, archive)?;
+    meta_row_orders(path, &mut infos)?;
+    Ok(Part::new("pytorch", infos))
+}
+
+/// Name of the hyper-parameter file beside Meta's reference Llama checkpoints.
+pub const META_PARAMS: &str = "params.json";
+
+/// Meta's reference Llama checkpoints (`consolidated.00.pth` beside `params.json`) store the rows of
+/// `layers.N.attention.wq` / `wk` in the rotary layout that Hugging Face's converter permutes away:
+/// the layout llama.cpp writes too. When `params.json` is beside the file, those tensors are read
+/// back in the Hugging Face order ([`RowOrder::HeadPairs`]), so a Meta checkpoint compares cleanly
+/// with its Hugging Face conversion.
+fn meta_row_orders(path: &Path, infos: &mut [TensorInfo]) -> Result<()> {
+    let qk = |name: &str| -> Option<bool> {
+        let rest = name.strip_prefix("layers.")?;
+        let (layer, rest) = rest.split_once('.')?;
+        layer.parse::<u64>().ok()?;
+        match rest {
+            "attention.wq.weight" | "attention.wq.bias" => Some(true),
+            "attention.wk.weight" | "attention.wk.bias" => Some(false),
+            _ => None,
+        }
+    };
+    if !infos.iter().any(|t| qk(&t.name).is_some()) {
+        return Ok(());
+    }
+    let params = path.parent().unwrap_or(Path::new(".")).join(META_PARAMS);
+    let Ok(meta) = std::fs::metadata(&params) else {
+        return Ok(()); // no params.json: the names alone do not prove Meta's layout
+    };
+    if meta.len() > 1 << 20 {
+        return Err(Error::file(
+            &params,
+            "Meta params.json",
+            "larger than 1 MiB",
+        ));
+    }
+    let text = std::fs::read(&params).map_err(|e| Error::io(&params, e))?;
+    let json: Value = serde_json::from_slice(&text)
+        .map_err(|e| Error::file(&params, "Meta params.json", format!("not valid JSON: {e}")))?;
+    let count = |key: &str| json.get(key).and_then(Value::as_u64).filter(|&h| h > 0);
+    let Some(heads) = count("n_heads") else {
+        return Err(Error::file(
+            &params,
+            "Meta params.json",
+            "no positive integer \"n_heads\"",
+        ));
+    };
+    let kv_heads = count("n_kv_heads").unwrap_or(heads);
+    for t in infos.iter_mut() {
+        let Some(is_q) = qk(&t.name) else { continue };
+        let h = if is_q { heads } else { kv_heads };
+        let rows = t.shape.first().copied().unwrap_or(0);
+        if !h.checked_mul(2).is_some_and(|g| rows.is_multiple_of(g)) {
+            return Err(Error::tensor(
+                path,
+                &t.name,
+                format!(
+                    "{rows} rows cannot be {h} heads of two halves (n_heads / n_kv_heads in {})",
+                    params.display()
+                ),
+            ));
+        }
+        t.rows = RowOrder::HeadPairs { heads: h };
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::pickle::build::{state_dict, tensor};
-    use super::super::zip::build::{archive, stored, Item};
     use super::*;
     use crate::dtype::DType;
+    use crate::testing::pickle::{state_dict, tensor};
+    use crate::testing::zip::{archive, stored, Item};
 
     fn read(bytes: &[u8]) -> Result<Vec<TensorInfo>> {
         let path = Path::new("model.bin");
@@ -371,11 +448,11 @@ mod tests {
         assert!(read(&two).unwrap_err().to_string().contains("ambiguous"));
         // {"a.b": t, "a": {"b": t}}
         let mut p = b"\x80\x02}(".to_vec();
-        p.extend(super::super::pickle::build::s("a.b"));
+        p.extend(crate::testing::pickle::s("a.b"));
         p.extend(tensor("FloatStorage", "0", 1, 0, &[1], &[1]));
-        p.extend(super::super::pickle::build::s("a"));
+        p.extend(crate::testing::pickle::s("a"));
         p.extend(b"}");
-        p.extend(super::super::pickle::build::s("b"));
+        p.extend(crate::testing::pickle::s("b"));
         p.extend(tensor("FloatStorage", "0", 1, 0, &[1], &[1]));
         p.extend(b"su.");
         let clash = stored(&[("a/data.pkl", &p), ("a/data/0", &[0; 4])]);

@@ -418,126 +418,10 @@ fn locate(bytes: &[u8], e: &mut Entry, cd_offset: u64) -> std::result::Result<()
     Ok(())
 }
 
-/// Builds archives for tests: stored (or marked-compressed) entries, optionally with zip64 records.
-#[cfg(test)]
-pub(crate) mod build {
-    /// One entry to write: name, bytes, compression method to declare, local extra-field padding.
-    pub struct Item<'a> {
-        pub name: &'a str,
-        pub data: &'a [u8],
-        pub method: u16,
-        pub pad: usize,
-    }
-
-    /// Stored entries named `name` holding `data`.
-    pub fn stored<'a>(items: &[(&'a str, &'a [u8])]) -> Vec<u8> {
-        stored_as(items, false)
-    }
-
-    /// [`stored`], with every size and offset in zip64 records when `zip64` is set.
-    pub fn stored_as<'a>(items: &[(&'a str, &'a [u8])], zip64: bool) -> Vec<u8> {
-        let items: Vec<Item> = items
-            .iter()
-            .map(|&(name, data)| Item {
-                name,
-                data,
-                method: 0,
-                pad: 0,
-            })
-            .collect();
-        archive(&items, zip64)
-    }
-
-    /// The archive's bytes; with `zip64`, every size and offset goes through zip64 records.
-    pub fn archive(items: &[Item], zip64: bool) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut central = Vec::new();
-        for it in items {
-            let offset = out.len() as u64;
-            out.extend_from_slice(b"PK\x03\x04");
-            out.extend_from_slice(&45u16.to_le_bytes());
-            out.extend_from_slice(&0u16.to_le_bytes());
-            out.extend_from_slice(&it.method.to_le_bytes());
-            out.extend_from_slice(&[0; 8]); // time, date, crc
-            out.extend_from_slice(&[0; 8]); // sizes: left to the central directory
-            out.extend_from_slice(&(it.name.len() as u16).to_le_bytes());
-            let pad = if it.pad > 0 { it.pad.max(4) } else { 0 };
-            out.extend_from_slice(&(pad as u16).to_le_bytes());
-            out.extend_from_slice(it.name.as_bytes());
-            if pad > 0 {
-                out.extend_from_slice(b"FB");
-                out.extend_from_slice(&((pad - 4) as u16).to_le_bytes());
-                out.extend(std::iter::repeat_n(b'Z', pad - 4));
-            }
-            out.extend_from_slice(it.data);
-            let len = it.data.len() as u64;
-            central.extend_from_slice(b"PK\x01\x02");
-            central.extend_from_slice(&45u16.to_le_bytes());
-            central.extend_from_slice(&45u16.to_le_bytes());
-            central.extend_from_slice(&0u16.to_le_bytes());
-            central.extend_from_slice(&it.method.to_le_bytes());
-            central.extend_from_slice(&[0; 8]);
-            let (size32, off32) = if zip64 {
-                (u32::MAX, u32::MAX)
-            } else {
-                (len as u32, offset as u32)
-            };
-            central.extend_from_slice(&size32.to_le_bytes());
-            central.extend_from_slice(&size32.to_le_bytes());
-            central.extend_from_slice(&(it.name.len() as u16).to_le_bytes());
-            central.extend_from_slice(&(if zip64 { 28u16 } else { 0 }).to_le_bytes());
-            central.extend_from_slice(&[0; 10]); // comment length, disk, attributes
-            central.extend_from_slice(&off32.to_le_bytes());
-            central.extend_from_slice(it.name.as_bytes());
-            if zip64 {
-                central.extend_from_slice(&1u16.to_le_bytes());
-                central.extend_from_slice(&24u16.to_le_bytes());
-                central.extend_from_slice(&len.to_le_bytes());
-                central.extend_from_slice(&len.to_le_bytes());
-                central.extend_from_slice(&offset.to_le_bytes());
-            }
-        }
-        let cd_offset = out.len() as u64;
-        out.extend_from_slice(&central);
-        let cd_size = central.len() as u64;
-        let n = items.len() as u64;
-        if zip64 {
-            let rec = out.len() as u64;
-            out.extend_from_slice(b"PK\x06\x06");
-            out.extend_from_slice(&44u64.to_le_bytes());
-            out.extend_from_slice(&45u16.to_le_bytes());
-            out.extend_from_slice(&45u16.to_le_bytes());
-            out.extend_from_slice(&[0; 8]);
-            out.extend_from_slice(&n.to_le_bytes());
-            out.extend_from_slice(&n.to_le_bytes());
-            out.extend_from_slice(&cd_size.to_le_bytes());
-            out.extend_from_slice(&cd_offset.to_le_bytes());
-            out.extend_from_slice(b"PK\x06\x07");
-            out.extend_from_slice(&0u32.to_le_bytes());
-            out.extend_from_slice(&rec.to_le_bytes());
-            out.extend_from_slice(&1u32.to_le_bytes());
-        }
-        out.extend_from_slice(b"PK\x05\x06");
-        out.extend_from_slice(&[0; 4]);
-        let n16 = if zip64 { u16::MAX } else { n as u16 };
-        out.extend_from_slice(&n16.to_le_bytes());
-        out.extend_from_slice(&n16.to_le_bytes());
-        let (s32, o32) = if zip64 {
-            (u32::MAX, u32::MAX)
-        } else {
-            (cd_size as u32, cd_offset as u32)
-        };
-        out.extend_from_slice(&s32.to_le_bytes());
-        out.extend_from_slice(&o32.to_le_bytes());
-        out.extend_from_slice(&0u16.to_le_bytes());
-        out
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::build::{archive, stored, stored_as, Item};
     use super::*;
+    use crate::testing::zip::{archive, stored, stored_as, Item};
 
     fn err(bytes: &[u8]) -> String {
         Archive::read(Path::new("a.zip"), bytes)
@@ -721,8 +605,8 @@ mod tests {
     }
 
     mod fuzz {
-        use super::super::build::stored;
         use super::super::*;
+        use crate::testing::zip::stored;
         use proptest::prelude::*;
 
         proptest! {

@@ -4,666 +4,36 @@
 //! Chunk boundaries depend only on the data, never on the thread count, and partial results are
 //! merged sequentially in a fixed order: the numbers are the same with 1 thread or 64.
 
-use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+mod axes;
+mod job;
+mod options;
+mod paging;
+
+use std::sync::atomic::Ordering;
 
 use rayon::prelude::*;
 
-use crate::checkpoint::MappedFile;
-use crate::dtype::{decode_f32, decode_into, DType};
 use crate::error::{Error, Result};
 use crate::kernel::{
-    add_columns, add_columns_f32, flush_columns, pair_block_ahead, pair_block_f32_ahead,
-    single_block_ahead, single_block_f32_ahead, Ahead, Columns, PairStats, ValueStats,
+    pair_block_ahead, pair_block_f32_ahead, single_block_ahead, single_block_f32_ahead, Ahead,
 };
-use crate::print::{piece_digest, PIECE};
-use crate::quant::QK_K;
+use crate::stats::digest::{piece_digest, PIECE};
+use crate::stats::sample::Sampler;
+use crate::stats::summary::{PairStats, ValueStats};
+use crate::tensor::Source;
+use axes::PartColumns;
+use paging::{prefault, Releases};
+
+pub use axes::{AxisSums, Margins, MAX_MARGIN_COLS};
+pub use job::{Job, PrintPart, Summary};
+pub(crate) use options::pool;
+pub use options::{
+    resolve_threads, Options, Progress, DEFAULT_CHUNK, DEFAULT_QUANTILES, DEFAULT_SAMPLE,
+    THREADS_ENV,
+};
 
 /// Elements decoded and reduced at a time (two f64 buffers of this size stay in L1/L2).
 pub const BLOCK: usize = 4096;
-
-/// Widest matrix whose column sums are kept: each work item holds one sum per column, so a
-/// (hostile or degenerate) matrix of billions of columns would otherwise allocate without bound.
-pub const MAX_MARGIN_COLS: u64 = 1 << 22;
-
-/// Default elements per work item: large enough to amortise scheduling, small enough to balance.
-pub const DEFAULT_CHUNK: u64 = 1 << 20;
-
-/// Default number of values sampled per tensor, for histograms, distribution tests and alignment.
-pub const DEFAULT_SAMPLE: usize = 4096;
-
-/// Environment variable that sets the default thread count.
-pub const THREADS_ENV: &str = "MODELKIN_NUM_THREADS";
-
-/// Shared progress counters: workers add to them, the caller polls them and may ask to stop.
-#[derive(Debug, Default)]
-pub struct Progress {
-    /// Bytes of tensor data processed so far.
-    pub done: AtomicU64,
-    /// Bytes of tensor data to process in all.
-    pub total: AtomicU64,
-    /// Set by the caller to stop the run; workers then return [`Error::Cancelled`].
-    pub cancel: AtomicBool,
-}
-
-/// Knobs of a streaming run.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Worker threads; `None` means `MODELKIN_NUM_THREADS`, else the number of cores.
-    pub threads: Option<usize>,
-    /// Values sampled per tensor (deterministic, stratified positions that depend only on the
-    /// tensor's element count, so equal-sized tensors of two models are sampled alike).
-    pub sample_size: usize,
-    /// Elements per work item.
-    pub chunk: u64,
-    /// Also sum the rows and columns of matrix pairs (see [`Margins`]).
-    pub margins: bool,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            threads: None,
-            sample_size: DEFAULT_SAMPLE,
-            chunk: DEFAULT_CHUNK,
-            margins: false,
-        }
-    }
-}
-
-/// The thread count a run uses: the argument, else `MODELKIN_NUM_THREADS`, else the core count.
-pub fn resolve_threads(threads: Option<usize>) -> Result<usize> {
-    if let Some(t) = threads {
-        if t == 0 {
-            return Err(Error::InvalidArgument("threads must be at least 1".into()));
-        }
-        return Ok(t);
-    }
-    if let Ok(v) = std::env::var(THREADS_ENV) {
-        if !v.trim().is_empty() {
-            return match v.trim().parse::<usize>() {
-                Ok(t) if t > 0 => Ok(t),
-                _ => Err(Error::InvalidArgument(format!(
-                    "{THREADS_ENV} must be a positive integer, got '{v}'"
-                ))),
-            };
-        }
-    }
-    Ok(std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1))
-}
-
-/// Rows of a source stored in llama.cpp's Q/K order (see [`crate::format::RowOrder::HeadPairs`]),
-/// read back in logical order one row at a time; no copy of the tensor is made. `group` is even and
-/// at least 2, `row_elems` at least 1, and the rows are a whole number of groups.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HeadPairs {
-    /// Rows per head: 2h, the two halves of h rows each.
-    pub group: u64,
-    /// Elements per row.
-    pub row_elems: u64,
-}
-
-impl HeadPairs {
-    /// The stored row of logical row `r`: within its head, row s·h + k is stored as 2k + s.
-    pub fn stored_row(&self, r: u64) -> u64 {
-        let half = self.group / 2;
-        let (head, i) = (r / self.group, r % self.group);
-        head * self.group + if i < half { 2 * i } else { 2 * (i - half) + 1 }
-    }
-}
-
-/// Where one side of a job reads its bytes.
-#[derive(Debug, Clone, Copy)]
-pub struct Source<'a> {
-    /// The tensor's bytes.
-    pub bytes: &'a [u8],
-    /// Their element type.
-    pub dtype: DType,
-    /// The mapped file and the bytes' offset in it, for paging hints; `None` for memory buffers.
-    pub file: Option<(&'a MappedFile, u64)>,
-    /// Elements per row when the tensor is a matrix (its trailing dimensions flattened), else 0:
-    /// pair jobs then also sum rows and columns when [`Options::margins`] asks for it.
-    pub row_len: u64,
-    /// The bytes hold the transpose of the matrix to read (`row_len` columns): element (i, j) is
-    /// stored at (j, i). Used for weights that one framework stores transposed (GPT-2's Conv1D).
-    pub transposed: bool,
-    /// The rows are stored in llama.cpp's Q/K order and are read back in logical order.
-    pub head_pairs: Option<HeadPairs>,
-}
-
-impl<'a> Source<'a> {
-    /// A source over a buffer read as stored: no file, no matrix view, no reordering.
-    pub fn plain(bytes: &'a [u8], dtype: DType) -> Source<'a> {
-        Source {
-            bytes,
-            dtype,
-            file: None,
-            row_len: 0,
-            transposed: false,
-            head_pairs: None,
-        }
-    }
-
-    /// Number of elements.
-    pub fn numel(&self) -> u64 {
-        self.dtype.numel(self.bytes.len() as u64)
-    }
-
-    /// The bytes of stored elements `[start, start + len)`, widened to whole blocks.
-    fn byte_range(&self, start: u64, len: u64) -> Range<usize> {
-        let (block, size) = (self.dtype.block_len() as u64, self.dtype.size() as u64);
-        (start / block * size) as usize..((start + len).div_ceil(block) * size) as usize
-    }
-
-    /// Decodes `out.len()` stored elements from stored element `start`. Element types and whole
-    /// blocks go straight to the decoder; a part of a block decodes the blocks that cover it.
-    fn decode_stored(&self, start: u64, out: &mut [f64]) {
-        let block = self.dtype.block_len();
-        if block == 1 || (start.is_multiple_of(block as u64) && out.len().is_multiple_of(block)) {
-            decode_into(
-                self.dtype,
-                &self.bytes[self.byte_range(start, out.len() as u64)],
-                out,
-            );
-            return;
-        }
-        let mut stage = [0.0f64; QK_K];
-        let size = self.dtype.size();
-        let end = start + out.len() as u64;
-        let (mut p, mut o) = (start, 0usize);
-        while p < end {
-            let b = p / block as u64;
-            let at = b as usize * size;
-            decode_into(self.dtype, &self.bytes[at..at + size], &mut stage[..block]);
-            let from = (p - b * block as u64) as usize;
-            let n = (block - from).min((end - p) as usize);
-            out[o..o + n].copy_from_slice(&stage[from..from + n]);
-            (p, o) = (p + n as u64, o + n);
-        }
-    }
-
-    /// Decodes `out.len()` elements starting at element `start` of the matrix this source reads,
-    /// in logical order (transposed and reordered rows undone).
-    pub fn decode(&self, start: u64, out: &mut [f64]) {
-        let transposed = self.transposed && self.row_len > 0;
-        match (transposed, self.head_pairs) {
-            (false, None) => self.decode_stored(start, out),
-            (false, Some(hp)) => {
-                // Whole rows are contiguous in storage: one decode per row segment.
-                let end = start + out.len() as u64;
-                let mut p = start;
-                while p < end {
-                    let r = p / hp.row_elems;
-                    let seg_end = ((r + 1) * hp.row_elems).min(end);
-                    let at = hp.stored_row(r) * hp.row_elems + (p - r * hp.row_elems);
-                    self.decode_stored(
-                        at,
-                        &mut out[(p - start) as usize..(seg_end - start) as usize],
-                    );
-                    p = seg_end;
-                }
-            }
-            (true, hp) => {
-                let (cols, rows) = (self.row_len, self.numel() / self.row_len);
-                for (k, o) in out.iter_mut().enumerate() {
-                    let p = start + k as u64;
-                    let mut q = (p % cols) * rows + p / cols;
-                    if let Some(hp) = hp {
-                        let r = q / hp.row_elems;
-                        q = hp.stored_row(r) * hp.row_elems + (q - r * hp.row_elems);
-                    }
-                    self.decode_stored(q, std::slice::from_mut(o));
-                }
-            }
-        }
-    }
-
-    /// The bytes holding logical elements `[start, start + len)` (whole blocks; for reordered rows,
-    /// the whole heads that hold them), for paging hints; `None` for a transposed source.
-    fn span(&self, start: u64, len: u64) -> Option<Range<usize>> {
-        if self.transposed {
-            return None;
-        }
-        match self.head_pairs {
-            None => Some(self.byte_range(start, len)),
-            Some(hp) => {
-                let heads = hp.group * hp.row_elems;
-                let lo = start / heads * heads;
-                let hi = (start + len)
-                    .div_ceil(heads)
-                    .saturating_mul(heads)
-                    .min(self.numel());
-                Some(self.byte_range(lo, hi.saturating_sub(lo)))
-            }
-        }
-    }
-
-    /// Whether [`Source::decode32`] can read this source: values exact in `f32`, one per stored
-    /// element, stored in order.
-    fn narrow(&self) -> bool {
-        self.dtype.fits_f32()
-            && self.dtype.block_len() == 1
-            && !(self.transposed && self.row_len > 0)
-            && self.head_pairs.is_none()
-    }
-
-    /// [`Source::decode`] into `f32`, for sources where [`Source::narrow`] holds.
-    fn decode32(&self, start: u64, out: &mut [f32]) {
-        let bytes = &self.bytes[self.byte_range(start, out.len() as u64)];
-        decode_f32(self.dtype, bytes, out);
-    }
-
-    /// The bytes a contiguous range of elements occupies, when they are contiguous in storage.
-    fn stored(&self, start: u64, len: u64) -> Option<&[u8]> {
-        (!self.transposed && self.head_pairs.is_none())
-            .then(|| &self.bytes[self.byte_range(start, len)])
-    }
-
-    fn prefault(&self, start: u64, len: u64) {
-        if let (Some(r), Some((file, off))) = (self.span(start, len), self.file) {
-            file.prefault(off + r.start as u64, r.len() as u64);
-        }
-    }
-
-    fn release(&self, start: u64, len: u64, done: &mut Releases<'a>) {
-        if let (Some(r), Some((file, off))) = (self.span(start, len), self.file) {
-            done.add(file, off + r.start as u64, r.len() as u64);
-        }
-    }
-}
-
-/// Ranges of mapped files that a worker has finished reading, handed back to the kernel in batches
-/// (and when dropped). Each hand-back makes the kernel interrupt the other cores running this
-/// process to flush their address translations, which in a virtual machine costs an exit per core:
-/// per 2 MB work item it took about a tenth of a 2-thread run.
-#[derive(Default)]
-struct Releases<'a> {
-    pending: Vec<(&'a MappedFile, u64, u64)>,
-}
-
-impl<'a> Releases<'a> {
-    /// Bytes kept mapped per worker at most before a hand-back.
-    const BATCH: u64 = 64 << 20;
-    /// Separate ranges kept at most.
-    const RANGES: usize = 16;
-
-    fn add(&mut self, file: &'a MappedFile, start: u64, len: u64) {
-        let end = start + len;
-        let joined = self
-            .pending
-            .iter_mut()
-            .find(|(f, s, e)| std::ptr::eq(*f, file) && (*e == start || end == *s));
-        match joined {
-            Some((_, s, e)) => (*s, *e) = ((*s).min(start), (*e).max(end)),
-            None => self.pending.push((file, start, end)),
-        }
-        let bytes: u64 = self.pending.iter().map(|(_, s, e)| e - s).sum();
-        if bytes >= Self::BATCH || self.pending.len() > Self::RANGES {
-            self.flush();
-        }
-    }
-
-    fn flush(&mut self) {
-        for (file, start, end) in self.pending.drain(..) {
-            file.release(start, end - start);
-        }
-    }
-}
-
-impl Drop for Releases<'_> {
-    fn drop(&mut self) {
-        self.flush();
-    }
-}
-
-/// A unit of work: one tensor, or a pair of same-length tensors.
-#[derive(Debug, Clone, Copy)]
-pub enum Job<'a> {
-    /// Statistics of one tensor.
-    Single(Source<'a>),
-    /// Statistics of a pair and of its difference b − a.
-    Pair(Source<'a>, Source<'a>),
-    /// Only the values at the sample positions: reads a few thousand elements, not the tensor.
-    Sample(Source<'a>),
-    /// What a fingerprint keeps of one tensor (see [`PrintPart`]): the statistics and sample of
-    /// [`Job::Single`], the row and column sums and sums of squares of a matrix (when its
-    /// `row_len` is set and at most [`MAX_MARGIN_COLS`]), and the digests of its byte pieces.
-    Print(Source<'a>),
-}
-
-impl Job<'_> {
-    /// The mapped files this job reads, checked to be as they were when mapped.
-    fn check_files(&self) -> Result<()> {
-        let sources: &[&Source] = match self {
-            Job::Single(x) | Job::Sample(x) | Job::Print(x) => &[x],
-            Job::Pair(a, b) => &[a, b],
-        };
-        for s in sources {
-            if let Some((file, _)) = s.file {
-                file.check_unchanged()?;
-            }
-        }
-        Ok(())
-    }
-
-    fn numel(&self) -> u64 {
-        match self {
-            Job::Single(x) | Job::Sample(x) | Job::Print(x) => x.numel(),
-            Job::Pair(a, _) => a.numel(),
-        }
-    }
-
-    fn bytes(&self) -> u64 {
-        match self {
-            Job::Single(x) | Job::Sample(x) | Job::Print(x) => x.bytes.len() as u64,
-            Job::Pair(a, b) => (a.bytes.len() + b.bytes.len()) as u64,
-        }
-    }
-}
-
-/// The merged result of a job, with the values at its sample positions (see [`Options::sample_size`]).
-#[derive(Debug, Clone, PartialEq)]
-#[allow(clippy::large_enum_variant)] // one per chunk of a million elements: boxing buys nothing
-pub enum Summary {
-    /// Result of a [`Job::Single`] and its sampled values (for a [`Job::Sample`]: default
-    /// statistics and the sampled values).
-    Single(ValueStats, Vec<f64>),
-    /// Result of a [`Job::Pair`], the sampled values of a and of b (same positions), and the
-    /// row and column sums when they were asked for.
-    Pair(PairStats, Vec<f64>, Vec<f64>, Option<Margins>),
-    /// Result of a [`Job::Print`].
-    Print(Box<PrintPart>),
-}
-
-/// What a [`Job::Print`] gathers from one tensor.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct PrintPart {
-    /// Statistics of the values.
-    pub stats: ValueStats,
-    /// Values at the sample positions.
-    pub sample: Vec<f64>,
-    /// Row and column sums and sums of squares, for matrices.
-    pub axes: Option<AxisSums>,
-    /// SHA-256 of each [`PIECE`]-byte piece of the tensor's bytes, in order (the last piece may be
-    /// shorter). A work item hashes the pieces that *start* in its byte range, reading past its end
-    /// to finish the last one, so the list depends only on the bytes, never on chunking or threads.
-    pub pieces: Vec<[u8; 32]>,
-}
-
-/// Row and column sums and sums of squares of one matrix (a tensor viewed as rows of `row_len`
-/// elements): its row and column means, and the L2 norms of its rows and columns.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct AxisSums {
-    /// Index of the first row summed in `row_sum` / `row_sq`.
-    pub first_row: u64,
-    /// Σx over each row.
-    pub row_sum: Vec<f64>,
-    /// Σx² over each row.
-    pub row_sq: Vec<f64>,
-    /// Σx over each column.
-    pub col_sum: Vec<f64>,
-    /// Σx² over each column.
-    pub col_sq: Vec<f64>,
-}
-
-/// Calls `f(row, first column, i0, i1)` for each piece of the block `[pos, pos + n)` that lies in
-/// one row of `row_len` elements: elements `i0..i1` of the block, starting at that column.
-fn row_segments(pos: u64, n: usize, row_len: u64, mut f: impl FnMut(u64, usize, usize, usize)) {
-    let end = pos + n as u64;
-    let mut p = pos;
-    while p < end {
-        let r = p / row_len;
-        let seg_end = ((r + 1) * row_len).min(end);
-        f(
-            r,
-            (p - r * row_len) as usize,
-            (p - pos) as usize,
-            (seg_end - pos) as usize,
-        );
-        p = seg_end;
-    }
-}
-
-/// The first row of elements `[start, start + len)` of a matrix of `row_len` columns, and how many
-/// rows they touch.
-fn row_span(start: u64, len: u64, row_len: u64) -> (u64, usize) {
-    let first_row = start / row_len;
-    (
-        first_row,
-        ((start + len - 1) / row_len - first_row + 1) as usize,
-    )
-}
-
-/// Appends per-row and per-column sums of the next part of a tensor (rows from `o_first`) to sums
-/// whose rows start at `first`: columns and the rows both parts touch are added, later rows
-/// appended. `K` sums are kept side by side (both sides of a pair, or Σx and Σx²).
-fn merge_axes<const K: usize>(
-    first: u64,
-    rows: [&mut Vec<f64>; K],
-    cols: [&mut Vec<f64>; K],
-    o_first: u64,
-    o_rows: [Vec<f64>; K],
-    o_cols: [Vec<f64>; K],
-) {
-    for (c, o) in cols.into_iter().zip(&o_cols) {
-        for (c, v) in c.iter_mut().zip(o) {
-            *c += v;
-        }
-    }
-    for (r, o) in rows.into_iter().zip(o_rows) {
-        let next = first + r.len() as u64;
-        for (k, v) in o.into_iter().enumerate() {
-            let row = o_first + k as u64;
-            if row < next {
-                r[(row - first) as usize] += v;
-            } else {
-                r.push(v);
-            }
-        }
-    }
-}
-
-impl AxisSums {
-    fn new(start: u64, len: u64, row_len: u64) -> AxisSums {
-        let (first_row, rows) = row_span(start, len, row_len);
-        AxisSums {
-            first_row,
-            row_sum: vec![0.0; rows],
-            row_sq: vec![0.0; rows],
-            col_sum: vec![0.0; row_len as usize],
-            col_sq: vec![0.0; row_len as usize],
-        }
-    }
-
-    /// Adds a block of values starting at element `pos`.
-    fn add<T: Columns>(&mut self, pos: u64, x: &[T]) {
-        let row_len = self.col_sum.len() as u64;
-        row_segments(pos, x.len(), row_len, |r, c0, i0, i1| {
-            let x = &x[i0..i1];
-            let ri = (r - self.first_row) as usize;
-            let cols = c0..c0 + x.len();
-            let (sum, sq) =
-                T::add_columns_sq(&mut self.col_sum[cols.clone()], &mut self.col_sq[cols], x);
-            self.row_sum[ri] += sum;
-            self.row_sq[ri] += sq;
-        });
-    }
-
-    /// Appends the sums of the next part of the same tensor.
-    fn merge(&mut self, o: AxisSums) {
-        merge_axes(
-            self.first_row,
-            [&mut self.row_sum, &mut self.row_sq],
-            [&mut self.col_sum, &mut self.col_sq],
-            o.first_row,
-            [o.row_sum, o.row_sq],
-            [o.col_sum, o.col_sq],
-        );
-    }
-}
-
-/// Row and column sums of the two tensors of a pair, viewed as matrices of `row_len` columns: what
-/// it takes to remove row and column effects (e.g. rows tied to tokens) before correlating them.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Margins {
-    /// Index of the first row summed in `rows_a` / `rows_b`.
-    pub first_row: u64,
-    /// Σ over each row of a.
-    pub rows_a: Vec<f64>,
-    /// Σ over each row of b.
-    pub rows_b: Vec<f64>,
-    /// Σ over each column of a.
-    pub cols_a: Vec<f64>,
-    /// Σ over each column of b.
-    pub cols_b: Vec<f64>,
-}
-
-impl Margins {
-    fn new(start: u64, len: u64, row_len: u64) -> Margins {
-        let (first_row, rows) = row_span(start, len, row_len);
-        Margins {
-            first_row,
-            rows_a: vec![0.0; rows],
-            rows_b: vec![0.0; rows],
-            cols_a: vec![0.0; row_len as usize],
-            cols_b: vec![0.0; row_len as usize],
-        }
-    }
-
-    /// Adds a block of values starting at element `pos`.
-    fn add(&mut self, pos: u64, xa: &[f64], xb: &[f64]) {
-        let row_len = self.cols_a.len() as u64;
-        row_segments(pos, xa.len(), row_len, |r, c0, i0, i1| {
-            let ri = (r - self.first_row) as usize;
-            for (rows, cols, x) in [
-                (&mut self.rows_a, &mut self.cols_a, &xa[i0..i1]),
-                (&mut self.rows_b, &mut self.cols_b, &xb[i0..i1]),
-            ] {
-                rows[ri] += add_columns(&mut cols[c0..c0 + x.len()], x);
-            }
-        });
-    }
-
-    /// [`Margins::add`] for values decoded to `f32`, whose column sums build up in `part` first.
-    fn add_f32(&mut self, pos: u64, xa: &[f32], xb: &[f32], part: &mut PartColumns) {
-        let row_len = self.cols_a.len() as u64;
-        row_segments(pos, xa.len(), row_len, |r, c0, i0, i1| {
-            let ri = (r - self.first_row) as usize;
-            let [ca, cb] = &mut part.cols;
-            for (rows, cols, x) in [
-                (&mut self.rows_a, ca, &xa[i0..i1]),
-                (&mut self.rows_b, cb, &xb[i0..i1]),
-            ] {
-                rows[ri] += add_columns_f32(&mut cols[c0..c0 + x.len()], x);
-            }
-            part.segments += 1;
-            // Each row segment adds at most one term to a column.
-            if part.segments == PartColumns::TERMS {
-                self.flush(part);
-            }
-        });
-    }
-
-    /// Moves the column sums built up in `part` into these margins.
-    fn flush(&mut self, part: &mut PartColumns) {
-        flush_columns(&mut self.cols_a, &mut part.cols[0]);
-        flush_columns(&mut self.cols_b, &mut part.cols[1]);
-        part.segments = 0;
-    }
-
-    /// Appends the sums of the next part of the same tensor.
-    fn merge(&mut self, o: Margins) {
-        merge_axes(
-            self.first_row,
-            [&mut self.rows_a, &mut self.rows_b],
-            [&mut self.cols_a, &mut self.cols_b],
-            o.first_row,
-            [o.rows_a, o.rows_b],
-            [o.cols_a, o.cols_b],
-        );
-    }
-}
-
-/// Column sums of both sides of a pair decoded to `f32`, kept in `f32` for at most
-/// [`PartColumns::TERMS`] row segments before they move into the `f64` [`Margins`].
-struct PartColumns {
-    cols: [Vec<f32>; 2],
-    segments: usize,
-}
-
-impl PartColumns {
-    /// Row segments summed in `f32` before a flush (see [`add_columns_f32`]).
-    const TERMS: usize = 16;
-
-    fn new(row_len: usize) -> PartColumns {
-        PartColumns {
-            cols: [vec![0.0; row_len], vec![0.0; row_len]],
-            segments: 0,
-        }
-    }
-}
-
-/// Deterministic stratified sample positions: the tensor is cut into strata of equal size and one
-/// pseudo-random position is drawn in each, so the sample covers the tensor evenly without
-/// aliasing with its row length.
-#[derive(Debug, Clone, Copy)]
-struct Sampler {
-    n: u64,
-    stratum: u64,
-}
-
-impl Sampler {
-    fn new(n: u64, size: usize) -> Sampler {
-        let stratum = if size == 0 {
-            0
-        } else {
-            n.div_ceil(size as u64).max(1)
-        };
-        Sampler { n, stratum }
-    }
-
-    fn position(&self, j: u64) -> u64 {
-        let lo = j * self.stratum;
-        let width = self.stratum.min(self.n - lo);
-        lo + splitmix64(j ^ 0x6d6f_6465_6c6b_696e) % width
-    }
-
-    /// How many positions the whole tensor has: one per stratum.
-    fn len(&self) -> usize {
-        if self.stratum == 0 {
-            0
-        } else {
-            self.n.div_ceil(self.stratum) as usize
-        }
-    }
-
-    /// Sample positions inside `[lo, hi)`, increasing.
-    fn positions(&self, lo: u64, hi: u64) -> impl Iterator<Item = u64> + '_ {
-        let strata = if self.stratum == 0 || lo >= hi {
-            0..0
-        } else {
-            lo / self.stratum..(hi - 1) / self.stratum + 1
-        };
-        strata
-            .map(|j| self.position(j))
-            .filter(move |&p| p >= lo && p < hi)
-    }
-}
-
-/// The sample positions of a tensor of `numel` elements (what [`Summary`] samples hold values at).
-pub fn sample_positions(numel: u64, sample_size: usize) -> Vec<u64> {
-    let s = Sampler::new(numel, sample_size);
-    s.positions(0, numel).collect()
-}
-
-fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
 
 struct Item {
     job: usize,
@@ -747,7 +117,7 @@ fn single_pass<'a>(
 ) -> (ValueStats, Vec<f64>) {
     let (wide, narrow) = (&mut scratch.0[0], &mut scratch.1[0]);
     let end = item.start + item.len;
-    x.prefault(item.start, item.len);
+    prefault(x, item.start, item.len);
     let sampler = Sampler::new(x.numel(), sample_size);
     let mut acc = ValueStats::default();
     let mut sample = Vec::new();
@@ -778,7 +148,7 @@ fn single_pass<'a>(
         };
         acc = acc.merge(&block);
     }
-    x.release(item.start, item.len, &mut scratch.2);
+    scratch.2.release(x, item.start, item.len);
     (acc, sample)
 }
 
@@ -791,7 +161,7 @@ fn run_item<'a>(job: &Job<'a>, item: &Item, opts: &Options, scratch: &mut Scratc
     match job {
         Job::Single(x) => {
             let (stats, sample) = single_pass(x, item, sample_size, scratch, None);
-            Summary::Single(stats, sample)
+            Summary::Single { stats, sample }
         }
         Job::Print(x) => {
             // The pieces that start in this item's bytes, hashed first: this pulls the bytes into
@@ -826,12 +196,15 @@ fn run_item<'a>(job: &Job<'a>, item: &Item, opts: &Options, scratch: &mut Scratc
                     one[0]
                 })
                 .collect();
-            Summary::Single(ValueStats::default(), sample)
+            Summary::Single {
+                stats: ValueStats::default(),
+                sample,
+            }
         }
         Job::Pair(a, b) => {
             let Scratch([wa, wb], [na, nb], done) = scratch;
-            a.prefault(item.start, item.len);
-            b.prefault(item.start, item.len);
+            prefault(a, item.start, item.len);
+            prefault(b, item.start, item.len);
             let sampler = Sampler::new(a.numel(), sample_size);
             let mut acc = PairStats::default();
             let (mut sample_a, mut sample_b) = (Vec::new(), Vec::new());
@@ -890,9 +263,14 @@ fn run_item<'a>(job: &Job<'a>, item: &Item, opts: &Options, scratch: &mut Scratc
             if let (Some(m), Some(part)) = (margins.as_mut(), part.as_mut()) {
                 m.flush(part);
             }
-            a.release(item.start, item.len, done);
-            b.release(item.start, item.len, done);
-            Summary::Pair(acc, sample_a, sample_b, margins)
+            done.release(a, item.start, item.len);
+            done.release(b, item.start, item.len);
+            Summary::Pair {
+                stats: acc,
+                sample_a,
+                sample_b,
+                margins,
+            }
         }
     }
 }
@@ -907,22 +285,21 @@ fn bytes_of(job: &Job, item: &Item) -> u64 {
 fn empty_summary(job: &Job, sample_size: usize) -> Summary {
     let room = || Vec::with_capacity(Sampler::new(job.numel(), sample_size).len());
     match job {
-        Job::Single(_) | Job::Sample(_) => Summary::Single(ValueStats::default(), room()),
-        Job::Pair(..) => Summary::Pair(PairStats::default(), room(), room(), None),
+        Job::Single(_) | Job::Sample(_) => Summary::Single {
+            stats: ValueStats::default(),
+            sample: room(),
+        },
+        Job::Pair(..) => Summary::Pair {
+            stats: PairStats::default(),
+            sample_a: room(),
+            sample_b: room(),
+            margins: None,
+        },
         Job::Print(_) => Summary::Print(Box::new(PrintPart {
             sample: room(),
             ..PrintPart::default()
         })),
     }
-}
-
-/// The thread pool of one run: `threads` workers named `modelkin-N`.
-pub(crate) fn pool(threads: usize) -> Result<rayon::ThreadPool> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("modelkin-{i}"))
-        .build()
-        .map_err(|e| Error::InvalidArgument(format!("cannot start {threads} worker threads: {e}")))
 }
 
 /// Runs `jobs` on a pool of the resolved thread count and returns one summary per job, in order.
@@ -971,14 +348,45 @@ pub fn run(jobs: &[Job], opts: &Options, progress: &Progress) -> Result<Vec<Summ
     for (item, part) in items.iter().zip(partials) {
         let slot = &mut out[item.job];
         *slot = match (
-            std::mem::replace(slot, Summary::Single(ValueStats::default(), Vec::new())),
+            std::mem::replace(
+                slot,
+                Summary::Single {
+                    stats: ValueStats::default(),
+                    sample: Vec::new(),
+                },
+            ),
             part,
         ) {
-            (Summary::Single(acc, mut s), Summary::Single(p, ps)) => {
+            (
+                Summary::Single {
+                    stats: acc,
+                    sample: mut s,
+                },
+                Summary::Single {
+                    stats: p,
+                    sample: ps,
+                },
+            ) => {
                 s.extend(ps);
-                Summary::Single(acc.merge(&p), s)
+                Summary::Single {
+                    stats: acc.merge(&p),
+                    sample: s,
+                }
             }
-            (Summary::Pair(acc, mut sa, mut sb, ma), Summary::Pair(p, pa, pb, mp)) => {
+            (
+                Summary::Pair {
+                    stats: acc,
+                    sample_a: mut sa,
+                    sample_b: mut sb,
+                    margins: ma,
+                },
+                Summary::Pair {
+                    stats: p,
+                    sample_a: pa,
+                    sample_b: pb,
+                    margins: mp,
+                },
+            ) => {
                 sa.extend(pa);
                 sb.extend(pb);
                 let margins = match (ma, mp) {
@@ -988,7 +396,12 @@ pub fn run(jobs: &[Job], opts: &Options, progress: &Progress) -> Result<Vec<Summ
                     }
                     (m, o) => m.or(o),
                 };
-                Summary::Pair(acc.merge(&p), sa, sb, margins)
+                Summary::Pair {
+                    stats: acc.merge(&p),
+                    sample_a: sa,
+                    sample_b: sb,
+                    margins,
+                }
             }
             (Summary::Print(mut acc), Summary::Print(part)) => {
                 let PrintPart {
@@ -1024,7 +437,7 @@ pub fn read_only<'a>(jobs: &[Job<'a>], opts: &Options, progress: &Progress) -> R
         .total
         .fetch_add(jobs.iter().map(Job::bytes).sum(), Ordering::Relaxed);
     let touch = |src: &Source<'a>, item: &Item, done: &mut Releases<'a>| -> u64 {
-        src.prefault(item.start, item.len);
+        prefault(src, item.start, item.len);
         let bytes = &src.bytes[src.span(item.start, item.len).unwrap_or(0..0)];
         let words = bytes.chunks_exact(8);
         let tail: u64 = words.remainder().iter().map(|&b| b as u64).sum();
@@ -1033,7 +446,7 @@ pub fn read_only<'a>(jobs: &[Job<'a>], opts: &Options, progress: &Progress) -> R
             raw.copy_from_slice(w);
             acc.wrapping_add(u64::from_le_bytes(raw))
         });
-        src.release(item.start, item.len, done);
+        done.release(src, item.start, item.len);
         sum
     };
     let sums: Vec<u64> = pool(threads)?.install(|| {
@@ -1062,26 +475,15 @@ pub fn read_only<'a>(jobs: &[Job<'a>], opts: &Options, progress: &Progress) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dtype::encode;
+    use crate::dtype::{decode_into, DType};
+    use crate::stats::digest::{combine, content_digest};
+    use crate::stats::sample::{sample_positions, splitmix64};
+    use crate::tensor::HeadPairs;
+    use crate::testing::encode;
+    use sha2::{Digest, Sha256};
 
     fn src(bytes: &[u8], dtype: DType) -> Source<'_> {
         Source::plain(bytes, dtype)
-    }
-
-    #[test]
-    fn sampler_covers_every_stratum_once() {
-        let s = Sampler::new(10_007, 100);
-        let all: Vec<u64> = s.positions(0, 10_007).collect();
-        let split: Vec<u64> = s
-            .positions(0, 5000)
-            .chain(s.positions(5000, 10_007))
-            .collect();
-        assert_eq!(all, split);
-        assert!(all.len() <= 100 && all.len() >= 99);
-        assert_eq!(all.len(), s.len());
-        assert_eq!(Sampler::new(7, 100).len(), 7);
-        assert!(all.windows(2).all(|w| w[0] < w[1]));
-        assert!(*all.last().unwrap() < 10_007);
     }
 
     #[test]
@@ -1112,7 +514,18 @@ mod tests {
         assert_eq!(one, run_with(3, 4096));
         let other_chunking = run_with(2, 8192);
         match (&one[0], &other_chunking[0]) {
-            (Summary::Pair(p, s, _, _), Summary::Pair(q, t, _, _)) => {
+            (
+                Summary::Pair {
+                    stats: p,
+                    sample_a: s,
+                    ..
+                },
+                Summary::Pair {
+                    stats: q,
+                    sample_a: t,
+                    ..
+                },
+            ) => {
                 assert_eq!(s, t, "sample positions depend only on the tensor");
                 assert!((p.d.m2 - q.d.m2).abs() <= 1e-12 * p.d.m2);
             }
@@ -1141,7 +554,7 @@ mod tests {
                 &Progress::default(),
             )
             .unwrap();
-            let Summary::Pair(p, ..) = &out[0] else {
+            let Summary::Pair { stats: p, .. } = &out[0] else {
                 panic!("pair expected")
             };
             *p
@@ -1187,7 +600,10 @@ mod tests {
             &Progress::default(),
         )
         .unwrap();
-        let Summary::Pair(_, _, _, Some(m)) = &out[0] else {
+        let Summary::Pair {
+            margins: Some(m), ..
+        } = &out[0]
+        else {
             panic!("margins expected")
         };
         m.clone()
@@ -1310,15 +726,21 @@ mod tests {
             .into_iter()
             .map(|p| values[p as usize])
             .collect();
-        let Summary::Single(_, sample) = &out[0] else {
+        let Summary::Single { sample, .. } = &out[0] else {
             panic!("single expected")
         };
         assert_eq!(sample, &want);
-        let Summary::Pair(p, sa, sb, _) = &out[1] else {
+        let Summary::Pair {
+            stats: p,
+            sample_a: sa,
+            sample_b: sb,
+            ..
+        } = &out[1]
+        else {
             panic!("pair expected")
         };
         assert_eq!((p.equal, sa, sb), (values.len() as u64, &want, &want));
-        let Summary::Single(v, _) = &out[2] else {
+        let Summary::Single { stats: v, .. } = &out[2] else {
             panic!("single expected")
         };
         let mean = values.iter().sum::<f64>() / values.len() as f64;
@@ -1395,5 +817,73 @@ mod tests {
     fn zero_threads_is_refused() {
         assert!(resolve_threads(Some(0)).is_err());
         assert_eq!(resolve_threads(Some(3)).unwrap(), 3);
+    }
+
+    fn print_of(bytes: &[u8], dtype: DType, row_len: u64, threads: usize, chunk: u64) -> PrintPart {
+        let src = Source {
+            row_len,
+            ..Source::plain(bytes, dtype)
+        };
+        let opts = Options {
+            threads: Some(threads),
+            chunk,
+            ..Options::default()
+        };
+        match run(&[Job::Print(src)], &opts, &Progress::default())
+            .unwrap()
+            .pop()
+        {
+            Some(Summary::Print(p)) => *p,
+            _ => panic!("print summary expected"),
+        }
+    }
+
+    #[test]
+    fn the_streamed_digest_is_the_one_of_the_whole_bytes_whatever_the_chunking() {
+        // 700k bf16 values: 1.4 MB, two pieces, the second one short; chunks that split pieces.
+        let x: Vec<f64> = (0..700_001u64)
+            .map(|i| ((i * 7919 % 2003) as f64) * 1e-3)
+            .collect();
+        let bytes = encode(DType::BF16, &x);
+        let want = content_digest(&bytes);
+        for (threads, chunk) in [(1, 1 << 20), (2, 4096), (3, 100_000), (2, 1 << 22)] {
+            let p = print_of(&bytes, DType::BF16, 0, threads, chunk);
+            assert_eq!(p.pieces.len(), 2);
+            assert_eq!(combine(&p.pieces), want, "threads {threads}, chunk {chunk}");
+        }
+        // One piece: the SHA-256 of the piece's digest, not of the bytes.
+        let small = encode(DType::F32, &[1.0, 2.0, 3.0]);
+        assert_eq!(
+            content_digest(&small),
+            <[u8; 32]>::from(Sha256::digest(Sha256::digest(&small)))
+        );
+        assert_eq!(content_digest(&[]), <[u8; 32]>::from(Sha256::digest(b"")));
+    }
+
+    #[test]
+    fn row_and_column_squares_survive_chunks_that_split_rows() {
+        let (rows, cols) = (301usize, 77usize);
+        let a: Vec<f64> = (0..rows * cols)
+            .map(|i| (((i * 7919 % 1009) as f64 - 500.0) * 0.01) as f32 as f64)
+            .collect();
+        let bytes = encode(DType::F32, &a);
+        let one = print_of(&bytes, DType::F32, cols as u64, 1, 4096);
+        assert_eq!(one, print_of(&bytes, DType::F32, cols as u64, 2, 4096));
+        let m = one.axes.expect("axes");
+        assert_eq!((m.row_sq.len(), m.col_sq.len()), (rows, cols));
+        for r in [0, 53, 300] {
+            let row = &a[r * cols..(r + 1) * cols];
+            let sq: f64 = row.iter().map(|v| v * v).sum();
+            assert!((m.row_sq[r] - sq).abs() < 1e-9 * sq, "row {r}");
+            let s: f64 = row.iter().sum();
+            assert!(
+                (m.row_sum[r] - s).abs() < 1e-9 * s.abs().max(1.0),
+                "row {r}"
+            );
+        }
+        for c in [0, 40, 76] {
+            let sq: f64 = (0..rows).map(|r| a[r * cols + c].powi(2)).sum();
+            assert!((m.col_sq[c] - sq).abs() < 1e-9 * sq, "col {c}");
+        }
     }
 }

@@ -5,11 +5,13 @@
 //!
 //! Besides the element types of safetensors, a dtype can be one of ggml's block-quantised formats
 //! (GGUF files): a block of [`DType::block_len`] elements is stored in [`DType::size`] bytes and is
-//! decoded whole (see [`crate::quant`]). Safetensors headers cannot name those: [`DType::parse`]
+//! decoded whole (see [`quant`]). Safetensors headers cannot name those: [`DType::parse`]
 //! knows only the safetensors names.
 
+pub mod quant;
+
+use half::f16;
 use half::slice::HalfFloatSliceExt;
-use half::{bf16, f16};
 
 /// A tensor element type, as named in safetensors headers, or a ggml block-quantised format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -333,7 +335,7 @@ fn decode_generic(dtype: DType, bytes: &[u8], out: &mut [f64]) {
                 *o = f32::from_bits((u16::from_le_bytes(*c) as u32) << 16) as f64;
             }
         }
-        _ if dtype.is_quantized() => crate::quant::dequantize(dtype, bytes, out),
+        _ if dtype.is_quantized() => dequantize(dtype, bytes, out),
         _ => {
             // Other narrow dtypes: through f32, which holds them exactly.
             let mut stage = [0.0f32; STAGE];
@@ -346,6 +348,28 @@ fn decode_generic(dtype: DType, bytes: &[u8], out: &mut [f64]) {
                 }
             }
         }
+    }
+}
+
+/// Dequantises whole blocks of a block-quantised `dtype` into `out` (`out.len()` is a whole number
+/// of blocks and `bytes` holds exactly those blocks; a mismatch is a programming error).
+fn dequantize(dtype: DType, bytes: &[u8], out: &mut [f64]) {
+    debug_assert!(dtype.is_quantized());
+    debug_assert_eq!(Some(bytes.len() as u64), dtype.nbytes(out.len() as u64));
+    match dtype {
+        DType::Q4_0 => quant::q4_0_blocks(bytes, out),
+        DType::Q4_1 => quant::q4_1_blocks(bytes, out),
+        DType::Q5_0 => quant::q5_0_blocks(bytes, out),
+        DType::Q5_1 => quant::q5_1_blocks(bytes, out),
+        DType::Q8_0 => quant::q8_0_blocks(bytes, out),
+        DType::Q2_K => quant::q2_k_blocks(bytes, out),
+        DType::Q3_K => quant::q3_k_blocks(bytes, out),
+        DType::Q4_K => quant::q4_k_blocks(bytes, out),
+        DType::Q5_K => quant::q5_k_blocks(bytes, out),
+        DType::Q6_K => quant::q6_k_blocks(bytes, out),
+        DType::Q8_K => quant::q8_k_blocks(bytes, out),
+        // Element types never reach here (see `decode_into`); zeros keep the function total.
+        _ => out.fill(0.0),
     }
 }
 
@@ -442,56 +466,10 @@ fn decode_f32_generic(dtype: DType, bytes: &[u8], out: &mut [f32]) {
     }
 }
 
-/// Encodes `values` as `dtype` little-endian bytes (rounding to nearest, saturating integers).
-///
-/// Used by tests and by the built-in example; never on the hot path. Block-quantised formats are
-/// read, never written: for them the result is empty.
-pub fn encode(dtype: DType, values: &[f64]) -> Vec<u8> {
-    if dtype.is_quantized() {
-        return Vec::new();
-    }
-    let mut out = Vec::with_capacity(values.len() * dtype.size());
-    for &v in values {
-        match dtype {
-            DType::F64 => out.extend_from_slice(&v.to_le_bytes()),
-            DType::F32 => out.extend_from_slice(&(v as f32).to_le_bytes()),
-            DType::F16 => out.extend_from_slice(&f16::from_f64(v).to_le_bytes()),
-            DType::BF16 => out.extend_from_slice(&bf16::from_f64(v).to_le_bytes()),
-            DType::I64 => out.extend_from_slice(&(v as i64).to_le_bytes()),
-            DType::I32 => out.extend_from_slice(&(v as i32).to_le_bytes()),
-            DType::I16 => out.extend_from_slice(&(v as i16).to_le_bytes()),
-            DType::I8 => out.push(v as i8 as u8),
-            DType::U64 => out.extend_from_slice(&(v as u64).to_le_bytes()),
-            DType::U32 => out.extend_from_slice(&(v as u32).to_le_bytes()),
-            DType::U16 => out.extend_from_slice(&(v as u16).to_le_bytes()),
-            DType::U8 => out.push(v as u8),
-            DType::BOOL => out.push((v != 0.0) as u8),
-            DType::F8_E5M2 | DType::F8_E4M3 => out.push(nearest_fp8(dtype, v)),
-            _ => {}
-        }
-    }
-    out
-}
-
-fn nearest_fp8(dtype: DType, v: f64) -> u8 {
-    // Brute force over the 256 codes: only tests use it.
-    let mut best = 0u8;
-    let mut best_err = f64::INFINITY;
-    for code in 0..=255u8 {
-        let mut x = [0.0];
-        decode_into(dtype, &[code], &mut x);
-        let err = (x[0] - v).abs();
-        if err < best_err {
-            best_err = err;
-            best = code;
-        }
-    }
-    best
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::encode;
 
     fn dec(dtype: DType, bytes: &[u8]) -> Vec<f64> {
         let mut out = vec![0.0; bytes.len() / dtype.size()];

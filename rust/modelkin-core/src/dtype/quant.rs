@@ -21,31 +21,33 @@
 
 use half::f16;
 
-use crate::dtype::DType;
-
 /// Elements of a K-quant super-block (ggml's `QK_K`).
 pub const QK_K: usize = 256;
 
-/// Dequantises whole blocks of a block-quantised `dtype` into `out` (`out.len()` is a whole number
-/// of blocks and `bytes` holds exactly those blocks; a mismatch is a programming error).
-pub fn dequantize(dtype: DType, bytes: &[u8], out: &mut [f64]) {
-    debug_assert!(dtype.is_quantized());
-    debug_assert_eq!(Some(bytes.len() as u64), dtype.nbytes(out.len() as u64));
-    match dtype {
-        DType::Q4_0 => run::<32, 18>(bytes, out, q4_0),
-        DType::Q4_1 => run::<32, 20>(bytes, out, q4_1),
-        DType::Q5_0 => run::<32, 22>(bytes, out, q5_0),
-        DType::Q5_1 => run::<32, 24>(bytes, out, q5_1),
-        DType::Q8_0 => run::<32, 34>(bytes, out, q8_0),
-        DType::Q2_K => run::<QK_K, 84>(bytes, out, q2_k),
-        DType::Q3_K => run::<QK_K, 110>(bytes, out, q3_k),
-        DType::Q4_K => run::<QK_K, 144>(bytes, out, q4_k),
-        DType::Q5_K => run::<QK_K, 176>(bytes, out, q5_k),
-        DType::Q6_K => run::<QK_K, 210>(bytes, out, q6_k),
-        DType::Q8_K => run::<QK_K, 292>(bytes, out, q8_k),
-        // Element types never reach here (see `decode_into`); zeros keep the function total.
-        _ => out.fill(0.0),
-    }
+/// One function per format: `$name(bytes, out)` dequantises whole blocks (`out.len()` is a whole
+/// number of blocks and `bytes` holds exactly those blocks; a mismatch is a programming error). The
+/// dispatch on the dtype is [`super::decode_into`]'s, so this module does not name the dtypes.
+macro_rules! whole_blocks {
+    ($($name:ident = $block:ident, $n:expr, $s:expr;)*) => {$(
+        #[doc = concat!("Dequantises whole `", stringify!($block), "` blocks into `out`.")]
+        pub fn $name(bytes: &[u8], out: &mut [f64]) {
+            run::<$n, $s>(bytes, out, $block)
+        }
+    )*};
+}
+
+whole_blocks! {
+    q4_0_blocks = q4_0, 32, 18;
+    q4_1_blocks = q4_1, 32, 20;
+    q5_0_blocks = q5_0, 32, 22;
+    q5_1_blocks = q5_1, 32, 24;
+    q8_0_blocks = q8_0, 32, 34;
+    q2_k_blocks = q2_k, QK_K, 84;
+    q3_k_blocks = q3_k, QK_K, 110;
+    q4_k_blocks = q4_k, QK_K, 144;
+    q5_k_blocks = q5_k, QK_K, 176;
+    q6_k_blocks = q6_k, QK_K, 210;
+    q8_k_blocks = q8_k, QK_K, 292;
 }
 
 /// Decodes block after block through an `f32` stage and widens it.
@@ -299,6 +301,9 @@ fn q8_k(b: &[u8; 292], y: &mut [f32; QK_K]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Through the dtype's decoder, which dispatches to this module's functions.
+    use crate::dtype::DType;
 
     fn dq(dtype: DType, bytes: &[u8]) -> Vec<f64> {
         let mut out = vec![f64::NAN; dtype.numel(bytes.len() as u64) as usize];
