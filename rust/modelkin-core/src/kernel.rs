@@ -671,7 +671,10 @@ pub fn pair_block(a: &[f64], b: &[f64]) -> PairStats {
 /// [`pair_block`] for values exact in `f32` (decoded from a dtype with [`DType::fits_f32`]): twice
 /// the lanes per register. Blocks whose values or differences could overflow or lose their digits
 /// in `f32` powers (see [`f32_safe`]) are widened and take the `f64` kernel, so the result differs
-/// from [`pair_block`]'s only by the rounding of sub-block sums (relative 1.2e-6 at most).
+/// from [`pair_block`]'s only by the rounding of sub-block sums (relative 1.2e-6 at most) and in
+/// the extremes of b − a, which are those of b − a rounded to `f32` (within 2⁻²⁴ of the exact ones,
+/// relative: 65504 − 5.08e-4 in `f16` comes out as 65504). Taking them exactly, in `f64` lanes,
+/// made this kernel about a fifth slower.
 ///
 /// [`DType::fits_f32`]: crate::dtype::DType::fits_f32
 pub fn pair_block_f32(a: &[f32], b: &[f32]) -> PairStats {
