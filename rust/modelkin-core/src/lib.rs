@@ -13,6 +13,7 @@ pub mod dtype;
 pub mod engine;
 pub mod error;
 pub mod format;
+pub mod fs;
 pub mod kernel;
 pub mod ops;
 pub mod stats;

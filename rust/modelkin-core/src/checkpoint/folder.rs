@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::mapped::{map_file, open_part, with_part, MappedFile};
 use crate::error::{Error, Result};
 use crate::format::{gguf, npy, torch, TensorInfo};
+use crate::fs::{check_inside, read_small};
 
 /// File name of the index that Hugging Face sharded checkpoints use.
 pub const INDEX_NAME: &str = "model.safetensors.index.json";
@@ -103,7 +104,7 @@ pub(crate) fn open_gguf_split(first: MappedFile, infos: Vec<TensorInfo>) -> Resu
                         ),
                     ));
                 }
-                let (file, infos, format) = open_part(map_file(&shard)?)?;
+                let (file, infos, format) = open_part(map_inside(dir, &shard)?)?;
                 if format != "gguf" {
                     return Err(Error::unsupported(
                         &shard,
@@ -129,10 +130,22 @@ pub(crate) fn open_gguf_split(first: MappedFile, infos: Vec<TensorInfo>) -> Resu
     Parts::of("gguf-split", files, per_file)
 }
 
+/// A file found in folder `dir`, mapped once it is known to lie inside it ([`check_inside`]).
+fn map_inside(dir: &Path, path: &Path) -> Result<MappedFile> {
+    check_inside(dir, path)?;
+    map_file(path)
+}
+
+/// An index found in folder `dir`, read once it is known to lie inside it.
+fn open_index_in(dir: &Path, index: &Path) -> Result<Parts> {
+    check_inside(dir, index)?;
+    open_index(index)
+}
+
 pub(crate) fn open_dir(dir: &Path) -> Result<Parts> {
     let index = dir.join(INDEX_NAME);
     if index.is_file() {
-        return open_index(&index);
+        return open_index_in(dir, &index);
     }
     let mut indexes = Vec::new();
     let mut shards = Vec::new();
@@ -168,7 +181,7 @@ pub(crate) fn open_dir(dir: &Path) -> Result<Parts> {
     if shards.is_empty() && indexes.is_empty() {
         match torch_indexes.len() {
             0 => {}
-            1 => return open_index(&torch_indexes[0]),
+            1 => return open_index_in(dir, &torch_indexes[0]),
             n => {
                 return Err(Error::UnsupportedFormat {
                     path: dir.to_path_buf(),
@@ -180,13 +193,13 @@ pub(crate) fn open_dir(dir: &Path) -> Result<Parts> {
         }
         let single = dir.join(PYTORCH_NAME);
         if single.is_file() {
-            let (file, infos, format) = open_part(map_file(&single)?)?;
+            let (file, infos, format) = open_part(map_inside(dir, &single)?)?;
             return Parts::of(format, vec![file], vec![infos]);
         }
         match consolidated.len() {
             0 => {}
             1 => {
-                let (file, infos, format) = open_part(map_file(&consolidated[0])?)?;
+                let (file, infos, format) = open_part(map_inside(dir, &consolidated[0])?)?;
                 return Parts::of(format, vec![file], vec![infos]);
             }
             n => {
@@ -203,7 +216,7 @@ pub(crate) fn open_dir(dir: &Path) -> Result<Parts> {
     }
     if shards.is_empty() && indexes.is_empty() && arrays.is_empty() && !ggufs.is_empty() {
         ggufs.sort();
-        let (file, infos, format) = open_part(map_file(&ggufs[0])?)?;
+        let (file, infos, format) = open_part(map_inside(dir, &ggufs[0])?)?;
         match gguf::split_of(&file.kv) {
             Some((_, count)) if count == ggufs.len() as u64 => {
                 return open_gguf_split(file, infos);
@@ -230,7 +243,7 @@ pub(crate) fn open_dir(dir: &Path) -> Result<Parts> {
         let mut files = Vec::new();
         let mut per_file = Vec::new();
         for p in arrays {
-            let file = map_file(&p)?;
+            let file = map_inside(dir, &p)?;
             let part = npy::read(&file.path, file.bytes())?;
             let (f, t, _) = with_part(file, part);
             files.push(f);
@@ -239,7 +252,7 @@ pub(crate) fn open_dir(dir: &Path) -> Result<Parts> {
         return Parts::of("npy", files, per_file);
     }
     if indexes.len() == 1 {
-        return open_index(&indexes[0]);
+        return open_index_in(dir, &indexes[0]);
     }
     if indexes.len() > 1 {
         return Err(Error::UnsupportedFormat {
@@ -262,7 +275,7 @@ pub(crate) fn open_dir(dir: &Path) -> Result<Parts> {
     let mut files = Vec::new();
     let mut per_file = Vec::new();
     for p in shards {
-        let (f, t, format) = open_part(map_file(&p)?)?;
+        let (f, t, format) = open_part(map_inside(dir, &p)?)?;
         if format != "safetensors" {
             return Err(Error::UnsupportedFormat {
                 path: p,
@@ -326,18 +339,14 @@ pub fn index_shards(index: &Path, text: &str) -> Result<BTreeMap<String, Vec<Str
 pub const MAX_INDEX_BYTES: u64 = 64 << 20;
 
 pub(crate) fn open_index(index: &Path) -> Result<Parts> {
-    let size = std::fs::metadata(index)
-        .map_err(|e| Error::io(index, e))?
-        .len();
-    if size > MAX_INDEX_BYTES {
-        return Err(Error::index(
+    let raw = read_small(index, MAX_INDEX_BYTES, |size| {
+        Error::index(
             index,
             format!(
                 "the index is {size} bytes; more than {MAX_INDEX_BYTES} is not a checkpoint index"
             ),
-        ));
-    }
-    let raw = std::fs::read(index).map_err(|e| Error::io(index, e))?;
+        )
+    })?;
     let text = std::str::from_utf8(&raw).map_err(|e| {
         Error::index(
             index,
@@ -361,6 +370,7 @@ pub(crate) fn open_index(index: &Path) -> Result<Parts> {
                 path: shard_path,
             });
         }
+        check_inside(base, &shard_path)?;
         let (file, infos, shard_format) = open_part(map_file(&shard_path)?)?;
         let sharded = match shard_format {
             "safetensors" => "safetensors-sharded",

@@ -106,15 +106,8 @@ impl MappedFile {
 }
 
 pub(crate) fn map_file(path: &Path) -> Result<MappedFile> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    let (file, meta) = crate::fs::open_regular(path)?;
     let (size, modified) = (meta.len(), meta.modified().ok());
-    if !meta.is_file() {
-        return Err(Error::UnsupportedFormat {
-            path: path.to_path_buf(),
-            reason: "not a regular file".into(),
-        });
-    }
     let map = if size == 0 {
         None
     } else {

@@ -97,18 +97,24 @@ pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
             });
         }
     }
+    // The length is shown only when the JSON header seems to follow it: otherwise the "length" is
+    // the first 8 bytes of some other file (a text file's first 8 characters, as a number), and a
+    // message must never carry a file's bytes.
+    let shown = if bytes.get(8) == Some(&b'{') {
+        format!("header length {header_len}")
+    } else {
+        "the header length (the first 8 bytes)".to_string()
+    };
     if header_len > MAX_HEADER_LEN {
         return Err(Error::header(
             path,
-            format!("header length {header_len} exceeds the {MAX_HEADER_LEN}-byte limit"),
+            format!("{shown} exceeds the {MAX_HEADER_LEN}-byte limit"),
         ));
     }
     if header_len > file_len - 8 {
         return Err(Error::header(
             path,
-            format!(
-                "header length {header_len} runs past the end of the file ({file_len} bytes; truncated?)"
-            ),
+            format!("{shown} runs past the end of the file ({file_len} bytes; truncated?)"),
         ));
     }
     let data_start = 8 + header_len;
@@ -285,6 +291,25 @@ mod tests {
         b.extend_from_slice(dup);
         b.push(0);
         assert!(err(&b).contains("duplicate key"));
+    }
+
+    #[test]
+    fn another_files_first_bytes_are_never_shown() {
+        // A text file read as safetensors: its first 8 characters as a number would be the
+        // "header length"; the message must not carry them.
+        let text = b"TOPSECRET password=hunter2\n";
+        let msg = err(text);
+        let leaked = u64::from_le_bytes(text[..8].try_into().unwrap()).to_string();
+        assert!(
+            !msg.contains(&leaked) && msg.contains("first 8 bytes"),
+            "{msg}"
+        );
+        let mut b = 5u64.to_le_bytes().to_vec();
+        b.extend_from_slice(b"abc");
+        assert!(!err(&b).contains('5'));
+        let mut b = 50u64.to_le_bytes().to_vec();
+        b.extend_from_slice(b"{}");
+        assert!(err(&b).contains("header length 50 runs past the end of the file"));
     }
 
     #[test]

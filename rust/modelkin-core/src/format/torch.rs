@@ -230,17 +230,13 @@ fn meta_row_orders(path: &Path, infos: &mut [TensorInfo]) -> Result<()> {
         return Ok(());
     }
     let params = path.parent().unwrap_or(Path::new(".")).join(META_PARAMS);
-    let Ok(meta) = std::fs::metadata(&params) else {
+    if std::fs::metadata(&params).is_err() {
         return Ok(()); // no params.json: the names alone do not prove Meta's layout
-    };
-    if meta.len() > 1 << 20 {
-        return Err(Error::file(
-            &params,
-            "Meta params.json",
-            "larger than 1 MiB",
-        ));
     }
-    let text = std::fs::read(&params).map_err(|e| Error::io(&params, e))?;
+    crate::fs::check_inside(path.parent().unwrap_or(Path::new(".")), &params)?;
+    let text = crate::fs::read_small(&params, 1 << 20, |_| {
+        Error::file(&params, "Meta params.json", "larger than 1 MiB")
+    })?;
     let json: Value = serde_json::from_slice(&text)
         .map_err(|e| Error::file(&params, "Meta params.json", format!("not valid JSON: {e}")))?;
     let count = |key: &str| json.get(key).and_then(Value::as_u64).filter(|&h| h > 0);
