@@ -105,6 +105,12 @@ pub fn read_small(path: &Path, max: u64, too_big: impl Fn(u64) -> Error) -> Resu
 /// for a snapshot of the Hugging Face cache (`…/models--ORG--NAME/snapshots/REV`) the whole
 /// `models--ORG--NAME` repository folder, whose snapshots link to `../../blobs/SHA`.
 fn allowed_root(dir: &Path) -> Result<PathBuf> {
+    // The parent of a bare file name is "": the current folder.
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
     let real = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
     let mut up = real.ancestors();
     let (_rev, snapshots, repo) = (up.next(), up.next(), up.next());
@@ -188,6 +194,8 @@ mod tests {
         symlink(d.join("secret"), m.join("out")).unwrap();
         symlink("own", m.join("in")).unwrap();
         assert!(check_inside(&m, &m.join("own")).is_ok());
+        let here = Path::new("Cargo.toml"); // a bare name: its folder is ""
+        assert!(check_inside(here.parent().unwrap(), here).is_ok());
         assert!(check_inside(&m, &m.join("in")).is_ok());
         let msg = check_inside(&m, &m.join("out")).unwrap_err().to_string();
         assert!(msg.contains("outside the checkpoint folder"), "{msg}");
