@@ -72,8 +72,9 @@ pub(crate) fn parse_in(
         })?;
     let header = std::str::from_utf8(&bytes[start..end])
         .map_err(|_| bad(".npy header is not text".into()))?;
+    let header = entries(header).map_err(bad)?;
     let descr =
-        field(header, "descr").ok_or_else(|| bad("no 'descr' in the .npy header".into()))?;
+        field(&header, "descr").ok_or_else(|| bad("no 'descr' in the .npy header".into()))?;
     let descr = descr.trim().trim_matches(|c| c == '\'' || c == '"');
     let dtype = dtype_of(descr).ok_or_else(|| {
         Error::unsupported(
@@ -88,7 +89,7 @@ pub(crate) fn parse_in(
             }),
         )
     })?;
-    let fortran = field(header, "fortran_order")
+    let fortran = field(&header, "fortran_order")
         .ok_or_else(|| bad("no 'fortran_order' in the .npy header".into()))?;
     if fortran.trim() != "False" {
         return Err(Error::unsupported(
@@ -97,7 +98,7 @@ pub(crate) fn parse_in(
         ));
     }
     let shape_text =
-        field(header, "shape").ok_or_else(|| bad("no 'shape' in the .npy header".into()))?;
+        field(&header, "shape").ok_or_else(|| bad("no 'shape' in the .npy header".into()))?;
     let shape = shape_text
         .trim()
         .trim_start_matches('(')
@@ -130,23 +131,73 @@ pub(crate) fn parse_in(
     })
 }
 
-/// The text of `key`'s value in a Python dict literal (up to the next top-level comma or brace).
-fn field<'a>(header: &'a str, key: &str) -> Option<&'a str> {
-    let at = header
-        .find(&format!("'{key}'"))
-        .or_else(|| header.find(&format!("\"{key}\"")))?;
-    let rest = &header[at + key.len() + 2..];
-    let rest = rest.trim_start().strip_prefix(':')?;
-    let mut depth = 0i32;
-    for (i, c) in rest.char_indices() {
-        match c {
-            '(' | '[' => depth += 1,
-            ')' | ']' => depth -= 1,
-            ',' | '}' if depth == 0 => return Some(&rest[..i]),
+/// The entries of a `.npy` header, a Python dict literal (`{'descr': '<f4', 'fortran_order': False,
+/// 'shape': (3, 4), }`), as (key, value text) pairs, split at top-level commas (outside brackets and
+/// quotes). numpy reads the header with `ast.literal_eval`, where a repeated key silently keeps the
+/// last value, and then requires exactly the keys `descr`, `fortran_order` and `shape`: a header
+/// with a key twice, or with any other key, is refused here, so that no file means one array to
+/// modelkin and another to numpy.
+fn entries(header: &str) -> std::result::Result<Vec<(&str, &str)>, String> {
+    let body = header
+        .trim_end_matches([' ', '\n', '\t', '\r', '\0'])
+        .trim_start()
+        .strip_prefix('{')
+        .and_then(|b| b.strip_suffix('}'))
+        .ok_or("the .npy header is not a dict literal")?;
+    let mut items = Vec::new();
+    let (mut depth, mut quote, mut start) = (0i32, None::<char>, 0usize);
+    for (i, c) in body.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), '\\') => return Err("escapes in the .npy header".into()),
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '(' | '[' | '{') => depth += 1,
+            (None, ')' | ']' | '}') => depth -= 1,
+            (None, ',') if depth == 0 => {
+                items.push(&body[start..i]);
+                start = i + 1;
+            }
             _ => {}
         }
+        if depth < 0 {
+            return Err("unbalanced brackets in the .npy header".into());
+        }
     }
-    None
+    if quote.is_some() || depth != 0 {
+        return Err("unbalanced quotes or brackets in the .npy header".into());
+    }
+    items.push(&body[start..]);
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for item in items.into_iter().filter(|s| !s.trim().is_empty()) {
+        let (key, value) = item
+            .split_once(':')
+            .ok_or("an entry of the .npy header is not key: value")?;
+        let key = key.trim();
+        let key = key
+            .strip_prefix('\'')
+            .and_then(|k| k.strip_suffix('\''))
+            .or_else(|| key.strip_prefix('"').and_then(|k| k.strip_suffix('"')))
+            .ok_or("a key of the .npy header is not a quoted string")?;
+        if !matches!(key, "descr" | "fortran_order" | "shape") {
+            return Err(format!(
+                "unexpected key '{key}' in the .npy header (numpy refuses it too)"
+            ));
+        }
+        if out.iter().any(|(k, _)| *k == key) {
+            return Err(format!(
+                "the .npy header holds the key '{key}' twice (numpy would read the last, \
+                 modelkin refuses the file)"
+            ));
+        }
+        out.push((key, value));
+    }
+    Ok(out)
+}
+
+/// The text of `key`'s value among a header's `entries`.
+fn field<'a>(entries: &[(&str, &'a str)], key: &str) -> Option<&'a str> {
+    entries.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
 }
 
 fn dtype_of(descr: &str) -> Option<DType> {
@@ -233,5 +284,26 @@ mod tests {
             &[0; 4]
         )
         .contains("shape"));
+    }
+
+    #[test]
+    fn duplicate_and_unknown_keys_are_refused() {
+        let msg = |h: &str| {
+            parse(Path::new("m.npy"), "m", &npy(h, &[0; 8]))
+                .unwrap_err()
+                .to_string()
+        };
+        // numpy reads the last 'descr' (<i8); the first match would have said <f8.
+        let dup = "{'descr': '<f8', 'descr': '<i8', 'fortran_order': False, 'shape': (1,), }";
+        assert!(msg(dup).contains("the key 'descr' twice"), "{}", msg(dup));
+        let dup = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), 'shape': (1,)}";
+        assert!(msg(dup).contains("'shape' twice"));
+        let extra = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), 'x': 1}";
+        assert!(msg(extra).contains("unexpected key 'x'"));
+        // A key's name inside another value is not the key.
+        let hidden = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }";
+        assert!(parse(Path::new("m.npy"), "m", &npy(hidden, &[0; 8])).is_ok());
+        assert!(msg("{'descr': \"<f4', 'shape': (2,)}").contains("unbalanced"));
+        assert!(msg("no dict").contains("not a dict literal"));
     }
 }
