@@ -18,6 +18,11 @@ use crate::error::{Error, Result};
 /// Largest header accepted; the reference implementation uses the same bound.
 pub const MAX_HEADER_LEN: u64 = 100_000_000;
 
+/// Most dimensions a tensor may have: numpy's limit (`NPY_MAXDIMS` since numpy 2.0; PyTorch's
+/// tensors are capped lower still), so no tensor a framework can hold is refused. The reference
+/// safetensors crate sets no bound of its own.
+pub const MAX_DIMS: usize = 64;
+
 /// A parsed and validated safetensors header.
 #[derive(Debug, Clone)]
 pub struct Header {
@@ -154,11 +159,59 @@ pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
             format!("data overlaps tensor '{}'", prev.name),
         ));
     }
+    covers_the_data(path, &tensors, data_start, data_len)?;
     Ok(Header {
         header_len,
         tensors,
         metadata,
     })
+}
+
+/// The reference reader's rule (`Metadata::validate` and `read_metadata` of huggingface/safetensors):
+/// taken in order of their offsets (`tensors` is sorted so), the tensors tile the data section
+/// exactly — each begins where the one before ends, the first at 0, the last ends at the end of the
+/// file. Bytes that no tensor covers (a hole, trailing bytes) could hide anything, and the
+/// reference refuses such a file, so modelkin does too.
+fn covers_the_data(
+    path: &Path,
+    tensors: &[TensorInfo],
+    data_start: u64,
+    data_len: u64,
+) -> Result<()> {
+    let mut end = 0u64;
+    for t in tensors {
+        let begin = t.offset - data_start;
+        if begin != end {
+            return Err(Error::tensor(
+                path,
+                &t.name,
+                if begin > end {
+                    format!(
+                        "data begin at byte {begin} of the data section, but the tensors before \
+                         end at {end}: {} bytes belong to no tensor",
+                        begin - end
+                    )
+                } else {
+                    format!(
+                        "data begin at byte {begin} of the data section, inside the tensors \
+                         before (which end at {end})"
+                    )
+                },
+            ));
+        }
+        end = begin + t.nbytes;
+    }
+    if end != data_len {
+        return Err(Error::header(
+            path,
+            format!(
+                "the data section holds {data_len} bytes but the tensors cover {end}: {} \
+                 trailing bytes belong to no tensor",
+                data_len - end
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn parse_entry(
@@ -183,6 +236,12 @@ fn parse_entry(
         dtype: dtype_name.to_string(),
     })?;
     let shape = match obj.get("shape") {
+        Some(Value::Array(dims)) if dims.len() > MAX_DIMS => {
+            return Err(bad(format!(
+                "shape has {} dimensions; at most {MAX_DIMS} are accepted",
+                dims.len()
+            )))
+        }
         Some(Value::Array(dims)) => dims
             .iter()
             .map(|d| {
@@ -249,13 +308,18 @@ mod tests {
     use super::*;
     use crate::testing::safetensors::serialize;
 
+    /// A file of header `json` and `data` zero bytes.
+    fn file(json: &[u8], data: usize) -> Vec<u8> {
+        let mut out = (json.len() as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(json);
+        out.extend(std::iter::repeat_n(0u8, data));
+        out
+    }
+
     fn one(dtype: &str, shape: &str, offsets: &str, data: usize) -> Vec<u8> {
         let json =
             format!(r#"{{"t":{{"dtype":"{dtype}","shape":{shape},"data_offsets":{offsets}}}}}"#);
-        let mut out = (json.len() as u64).to_le_bytes().to_vec();
-        out.extend_from_slice(json.as_bytes());
-        out.extend(std::iter::repeat_n(0u8, data));
-        out
+        file(json.as_bytes(), data)
     }
 
     fn err(bytes: &[u8]) -> String {
@@ -313,21 +377,40 @@ mod tests {
     }
 
     #[test]
+    fn bytes_no_tensor_covers_are_refused_as_the_reference_refuses_them() {
+        let two = |a: &str, b: &str, data: usize| {
+            let json = format!(
+                r#"{{"a":{{"dtype":"U8","shape":[2],"data_offsets":{a}}},"b":{{"dtype":"U8","shape":[2],"data_offsets":{b}}}}}"#
+            );
+            file(json.as_bytes(), data)
+        };
+        assert!(parse_header(Path::new("x"), &two("[0,2]", "[2,4]", 4)).is_ok());
+        assert!(err(&two("[0,2]", "[3,5]", 5)).contains("1 bytes belong to no tensor"));
+        assert!(err(&two("[1,3]", "[3,5]", 5)).contains("tensor 'a': data begin at byte 1"));
+        assert!(err(&two("[0,2]", "[2,4]", 7)).contains("3 trailing bytes belong to no tensor"));
+        assert!(err(&one("F32", "[1]", "[0,4]", 5)).contains("trailing"));
+        // An empty tensor must sit where the tensors before it end, as in the reference.
+        let json = br#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"e":{"dtype":"U8","shape":[0],"data_offsets":[2,2]}}"#;
+        assert!(err(&file(json, 4)).contains("tensor 'e'"));
+    }
+
+    #[test]
+    fn more_than_64_dimensions_are_refused() {
+        let dims = |n: usize| format!("[{}]", vec!["1"; n].join(","));
+        assert!(parse_header(Path::new("x"), &one("U8", &dims(64), "[0,1]", 1)).is_ok());
+        assert!(err(&one("U8", &dims(65), "[0,1]", 1)).contains("65 dimensions; at most 64"));
+    }
+
+    #[test]
     fn overlapping_tensors_are_refused() {
         let json = br#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[2,6]}}"#;
-        let mut b = (json.len() as u64).to_le_bytes().to_vec();
-        b.extend_from_slice(json);
-        b.extend_from_slice(&[0; 6]);
-        assert!(err(&b).contains("overlaps"));
+        assert!(err(&file(json, 6)).contains("overlaps"));
     }
 
     #[test]
     fn an_empty_tensor_does_not_hide_an_overlap() {
         let json = br#"{"a":{"dtype":"U8","shape":[8],"data_offsets":[0,8]},"e":{"dtype":"U8","shape":[0],"data_offsets":[2,2]},"b":{"dtype":"U8","shape":[4],"data_offsets":[4,8]}}"#;
-        let mut b = (json.len() as u64).to_le_bytes().to_vec();
-        b.extend_from_slice(json);
-        b.extend_from_slice(&[0; 8]);
-        assert!(err(&b).contains("overlaps tensor 'a'"));
+        assert!(err(&file(json, 8)).contains("overlaps tensor 'a'"));
     }
 
     #[test]
