@@ -18,9 +18,28 @@ use crate::errors::to_pyerr;
 const _: () = assert!(ops::DEFAULT_QUANTILES == 128);
 const _: () = assert!(ops::DEFAULT_SAMPLE == 4096);
 
-fn options(threads: Option<usize>, sample_size: usize) -> Options {
+/// A thread count from Python. An `int` too large for `usize` is read as the largest `usize`
+/// and a negative one as 0, so that the core refuses it with its range ("threads must be at most
+/// …") like any other out-of-range count, instead of PyO3 raising `OverflowError`.
+pub(crate) struct Count(usize);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Count {
+    type Error = PyErr;
+
+    fn extract(ob: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        match ob.extract::<usize>() {
+            Ok(n) => Ok(Count(n)),
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyOverflowError>(ob.py()) => {
+                Ok(Count(if ob.lt(0)? { 0 } else { usize::MAX }))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn options(threads: Option<Count>, sample_size: usize) -> Options {
     Options {
-        threads,
+        threads: threads.map(|t| t.0),
         sample_size,
         ..Options::default()
     }
@@ -60,7 +79,7 @@ pub(crate) fn gguf_metadata<'py>(
 pub(crate) fn inspect<'py>(
     py: Python<'py>,
     path: &str,
-    threads: Option<usize>,
+    threads: Option<Count>,
     progress: Option<&Bound<'py, PyAny>>,
     sample_size: usize,
 ) -> PyResult<Bound<'py, PyDict>> {
@@ -80,7 +99,7 @@ pub(crate) fn diff<'py>(
     py: Python<'py>,
     a: &str,
     b: &str,
-    threads: Option<usize>,
+    threads: Option<Count>,
     progress: Option<&Bound<'py, PyAny>>,
     sample_size: usize,
 ) -> PyResult<Bound<'py, PyDict>> {
@@ -103,7 +122,7 @@ pub(crate) fn pair_stats<'py>(
     a_dtype: &str,
     b: PyReadonlyArray1<'py, u8>,
     b_dtype: &str,
-    threads: Option<usize>,
+    threads: Option<Count>,
     sample_size: usize,
 ) -> PyResult<Bound<'py, PyDict>> {
     let (da, db) = (dtype(a_dtype)?, dtype(b_dtype)?);
@@ -125,7 +144,7 @@ pub(crate) fn diff_pairs<'py>(
     pairs: Vec<(String, String, Option<u64>, u64, u64, bool)>,
     singles_a: Vec<String>,
     singles_b: Vec<String>,
-    threads: Option<usize>,
+    threads: Option<Count>,
     progress: Option<&Bound<'py, PyAny>>,
     sample_size: usize,
 ) -> PyResult<Bound<'py, PyDict>> {
@@ -159,7 +178,7 @@ pub(crate) fn diff_pairs<'py>(
 pub(crate) fn sample_values<'py>(
     py: Python<'py>,
     path: &str,
-    threads: Option<usize>,
+    threads: Option<Count>,
     sample_size: usize,
 ) -> PyResult<Bound<'py, PyDict>> {
     let opts = options(threads, sample_size);
@@ -179,7 +198,7 @@ pub(crate) fn sample_values<'py>(
 pub(crate) fn fingerprint<'py>(
     py: Python<'py>,
     path: &str,
-    threads: Option<usize>,
+    threads: Option<Count>,
     progress: Option<&Bound<'py, PyAny>>,
     sample_size: usize,
     quantiles: usize,
@@ -201,7 +220,7 @@ pub(crate) fn columns<'py>(
     path: &str,
     names: Vec<String>,
     cols: Vec<u64>,
-    threads: Option<usize>,
+    threads: Option<Count>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let opts = options(threads, 0);
     let found = enter(py, None, |_| {
@@ -219,7 +238,7 @@ pub(crate) fn heads<'py>(
     path: &str,
     names: Vec<String>,
     k: u64,
-    threads: Option<usize>,
+    threads: Option<Count>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let opts = options(threads, 0);
     let found = enter(py, None, |_| {
@@ -233,7 +252,7 @@ pub(crate) fn heads<'py>(
 /// for benchmarks); returns a checksum.
 #[pyfunction]
 #[pyo3(signature = (a, b, threads=None))]
-pub(crate) fn read_pair(py: Python<'_>, a: &str, b: &str, threads: Option<usize>) -> PyResult<u64> {
+pub(crate) fn read_pair(py: Python<'_>, a: &str, b: &str, threads: Option<Count>) -> PyResult<u64> {
     let opts = options(threads, 0);
     enter(py, None, |p| {
         let ca = open_ck(a)?;

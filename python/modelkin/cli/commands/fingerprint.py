@@ -13,6 +13,22 @@ from ..console import console, finish_streaming_parser, progress_wanted
 __all__ = ["add_parser", "run"]
 
 
+def _sample_size(text: str) -> int:
+    """``--sample-size``: a positive integer (a fingerprint is its sampled values; 0 would compare
+    nothing). Its upper bound is the engine's, checked when the run starts."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive integer (values sampled per tensor), got {text}"
+        )
+    if n >= 2**64:
+        raise argparse.ArgumentTypeError(f"far too large: {text}")
+    return n
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Adds ``fingerprint`` to the ``add_subparsers()`` object and returns its parser."""
     sp: argparse.ArgumentParser = subparsers.add_parser(
@@ -20,7 +36,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     sp.add_argument("path", help="the checkpoint")
     sp.add_argument("-o", "--output", required=True, help="fingerprint file to write")
-    sp.add_argument("--sample-size", type=int, default=2048, help="values sampled per tensor")
+    sp.add_argument("--sample-size", type=_sample_size, default=2048, help="values sampled per tensor")
     return finish_streaming_parser(sp, run)
 
 

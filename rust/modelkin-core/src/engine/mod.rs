@@ -29,7 +29,7 @@ pub use job::{Job, PrintPart, Summary};
 pub(crate) use options::pool;
 pub use options::{
     resolve_threads, Options, Progress, DEFAULT_CHUNK, DEFAULT_QUANTILES, DEFAULT_SAMPLE,
-    THREADS_ENV,
+    MAX_SAMPLE, MAX_THREADS, THREADS_ENV,
 };
 
 /// Elements decoded and reduced at a time (two f64 buffers of this size stay in L1/L2).
@@ -304,7 +304,7 @@ fn empty_summary(job: &Job, sample_size: usize) -> Summary {
 
 /// Runs `jobs` on a pool of the resolved thread count and returns one summary per job, in order.
 pub fn run(jobs: &[Job], opts: &Options, progress: &Progress) -> Result<Vec<Summary>> {
-    let threads = resolve_threads(opts.threads)?;
+    let threads = opts.resolve()?;
     for (i, job) in jobs.iter().enumerate() {
         if let Job::Pair(a, b) = job {
             if a.numel() != b.numel() {
@@ -431,7 +431,7 @@ pub fn run(jobs: &[Job], opts: &Options, progress: &Progress) -> Result<Vec<Summ
 /// Reads every byte of the jobs through the same chunking, paging and thread pool, doing no
 /// arithmetic beyond a checksum: the floor that the statistics pass is measured against.
 pub fn read_only<'a>(jobs: &[Job<'a>], opts: &Options, progress: &Progress) -> Result<u64> {
-    let threads = resolve_threads(opts.threads)?;
+    let threads = opts.resolve()?;
     let items = plan(jobs, opts.chunk);
     progress
         .total
@@ -817,6 +817,20 @@ mod tests {
     fn zero_threads_is_refused() {
         assert!(resolve_threads(Some(0)).is_err());
         assert_eq!(resolve_threads(Some(3)).unwrap(), 3);
+        assert_eq!(resolve_threads(Some(MAX_THREADS)).unwrap(), MAX_THREADS);
+        let msg = resolve_threads(Some(10_000)).unwrap_err().to_string();
+        assert_eq!(msg, "threads must be at most 1024, got 10000");
+        let msg = resolve_threads(Some(usize::MAX)).unwrap_err().to_string();
+        assert!(msg.contains("18446744073709551615 or more"), "{msg}");
+        let big = Options {
+            sample_size: MAX_SAMPLE + 1,
+            ..Options::default()
+        };
+        assert!(big
+            .resolve()
+            .unwrap_err()
+            .to_string()
+            .contains("sample size"));
     }
 
     fn print_of(bytes: &[u8], dtype: DType, row_len: u64, threads: usize, chunk: u64) -> PrintPart {

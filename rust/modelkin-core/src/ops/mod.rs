@@ -15,7 +15,9 @@ pub use probe::{columns, heads, Columns, Heads, MAX_COLUMN_VALUES, MAX_HEADS};
 
 /// What the analyses take besides their inputs: the knobs of a run, their defaults and the
 /// progress counters.
-pub use crate::engine::{Options, Progress, DEFAULT_QUANTILES, DEFAULT_SAMPLE};
+pub use crate::engine::{
+    Options, Progress, DEFAULT_QUANTILES, DEFAULT_SAMPLE, MAX_SAMPLE, MAX_THREADS,
+};
 
 /// The thread count a call without `threads` uses (`MODELKIN_NUM_THREADS`, else the cores).
 pub fn default_threads() -> crate::error::Result<usize> {

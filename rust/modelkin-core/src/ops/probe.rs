@@ -52,7 +52,7 @@ pub fn heads(ck: &Checkpoint, names: &[String], k: u64, opts: &Options) -> Resul
             )));
         }
     }
-    let pool = crate::engine::pool(crate::engine::resolve_threads(opts.threads)?)?;
+    let pool = crate::engine::pool(opts.resolve()?)?;
     Ok(pool.install(|| {
         tensors
             .par_iter()
@@ -133,7 +133,7 @@ pub fn columns(
             )));
         }
     }
-    let pool = crate::engine::pool(crate::engine::resolve_threads(opts.threads)?)?;
+    let pool = crate::engine::pool(opts.resolve()?)?;
     Ok(pool.install(|| {
         tensors
             .par_iter()
