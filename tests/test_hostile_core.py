@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from models import write_single
+from models import entry, raw_file, write_single
 
 TIMEOUT = 60
 
@@ -27,6 +27,19 @@ def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "MODELKIN_NUM_THREADS"}
     env["NO_COLOR"] = "1"
     return env
+
+
+def _run(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "modelkin.cli", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env=_env(),
+        timeout=TIMEOUT,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def _snapshot(root: Path) -> dict[str, str]:
@@ -45,15 +58,7 @@ def _snapshot(root: Path) -> dict[str, str]:
 def refused(root: Path, *args: object, names: str | Path) -> str:
     """Runs ``modelkin ARGS`` (inputs under ``root``) and checks the refusal; returns the error line."""
     before = _snapshot(root)
-    proc = subprocess.run(
-        [sys.executable, "-m", "modelkin.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        env=_env(),
-        timeout=TIMEOUT,
-        stdin=subprocess.DEVNULL,
-    )
+    proc = _run(*args)
     assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr, proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -146,16 +151,102 @@ def test_the_hub_cache_links_keep_working(tmp_path: Path, model: Path) -> None:
     snap.mkdir(parents=True)
     (repo / "blobs" / "sha").write_bytes(model.read_bytes())
     (snap / "model.safetensors").symlink_to("../../blobs/sha")
-    proc = subprocess.run(
-        [sys.executable, "-m", "modelkin.cli", "inspect", str(snap)],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        env=_env(),
-        timeout=TIMEOUT,
-    )
+    proc = _run("inspect", snap)
     assert proc.returncode == 0, proc.stderr
     # A link out of the repository folder is still refused.
     (snap / "model.safetensors").unlink()
     (snap / "model.safetensors").symlink_to(model)
     refused(tmp_path, "inspect", snap, names=snap / "model.safetensors")
+
+
+# -- headers that another reader would read differently -----------------------------------------------
+
+
+def _npy(header: str, data: bytes) -> bytes:
+    h = header.encode()
+    return b"\x93NUMPY\x01\x00" + len(h).to_bytes(2, "little") + h + data
+
+
+def test_a_npy_header_with_a_duplicate_key_is_refused(tmp_path: Path) -> None:
+    # numpy keeps the last 'descr' (<i8); a reader taking the first would see other values.
+    path = tmp_path / "w.npy"
+    path.write_bytes(
+        _npy("{'descr': '<f8', 'descr': '<i8', 'fortran_order': False, 'shape': (2,), }", bytes(16))
+    )
+    line = refused(tmp_path, "inspect", path, names=path)
+    assert "the key 'descr' twice" in line
+
+
+@pytest.mark.parametrize(
+    ("offsets", "data", "says"),
+    [
+        ([[0, 4], [8, 12]], 12, "4 bytes belong to no tensor"),  # a hole between tensors
+        ([[0, 4], [4, 8]], 11, "3 trailing bytes belong to no tensor"),  # bytes after the last
+        ([[2, 6], [6, 10]], 10, "data begin at byte 2"),  # bytes before the first
+    ],
+)
+def test_safetensors_bytes_no_tensor_covers_are_refused(
+    tmp_path: Path, offsets: list[list[int]], data: int, says: str
+) -> None:
+    header = {name: entry("F32", [1], *o) for name, o in zip(("a", "b"), offsets, strict=True)}
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(raw_file(header, bytes(data)))
+    assert says in refused(tmp_path, "inspect", path, names=path)
+
+
+def test_more_than_64_dimensions_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(raw_file({"t": entry("U8", [1] * 65, 0, 1)}, bytes(1)))
+    assert "65 dimensions; at most 64" in refused(tmp_path, "inspect", path, names=path)
+    path.write_bytes(raw_file({"t": entry("U8", [1] * 64, 0, 1)}, bytes(1)))
+    assert _run("inspect", path).returncode == 0
+
+
+# -- run options out of range ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("10000", "threads must be at most 1024, got 10000"),
+        ("99999999999999999999", "threads must be at most 1024, got 18446744073709551615 or more"),
+        ("0", "threads must be a positive integer, got 0"),
+        ("-5", "threads must be a positive integer, got -5"),
+    ],
+)
+def test_thread_counts_out_of_range_are_refused_at_once(model: Path, value: str, says: str) -> None:
+    for command in (["inspect", model], ["diff", model, model]):
+        proc = _run(*command, "--threads", value)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.strip().splitlines() == [f"modelkin: error: {says}"], proc.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "99999999999999999999999"])
+def test_fingerprint_sample_sizes_out_of_range_are_refused(tmp_path: Path, model: Path, value: str) -> None:
+    out = tmp_path / "print.mkfp"
+    proc = _run("fingerprint", model, "-o", out, "--sample-size", value)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert (
+        proc.stderr.strip().splitlines()[-1].startswith("modelkin fingerprint: error: argument --sample-size")
+    )
+    assert not out.exists()
+
+
+def test_a_sample_size_above_the_engines_cap_is_refused(tmp_path: Path, model: Path) -> None:
+    out = tmp_path / "print.mkfp"
+    proc = _run("fingerprint", model, "-o", out, "--sample-size", "99999999999")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "modelkin: error: sample size must be at most 1048576 values per tensor, got 99999999999"
+    ]
+    assert not out.exists()
+
+
+def test_an_index_named_by_a_bare_file_name_still_reads_its_shards(tmp_path: Path, model: Path) -> None:
+    # The index's folder is then "" (the current folder): its shards lie inside it.
+    (tmp_path / "s-1.safetensors").write_bytes(model.read_bytes())
+    (tmp_path / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {"w": "s-1.safetensors"}})
+    )
+    proc = _run("inspect", "model.safetensors.index.json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
