@@ -130,25 +130,22 @@ def test_the_originals_load_and_behave(originals: dict[str, bytes], version: str
     assert _load_or_refuse(originals[version], fp, tmp_path) == "loaded"
 
 
+def _edited(good: bytes, kind: str) -> st.SearchStrategy[bytes]:
+    """Byte edits (flips, insertions, deletions, truncation) or one structural edit of ``good``."""
+    if kind == "bytes":
+        return st.builds(apply, st.just(good), st.lists(edits(len(good)), min_size=1, max_size=4))
+    return header_edit(good)
+
+
+@pytest.mark.parametrize("kind", ["bytes", "structure"])
 @pytest.mark.parametrize("version", ["v1", "v2"])
 @FUZZ
 @given(data=st.data())
-def test_byte_edits_of_a_fingerprint_load_and_behave_or_raise_the_one_error(
-    originals: dict[str, bytes], version: str, tmp_path: Path, data: st.DataObject
+def test_edits_of_a_fingerprint_load_and_behave_or_raise_the_one_error(
+    originals: dict[str, bytes], version: str, kind: str, tmp_path: Path, data: st.DataObject
 ) -> None:
     good = originals[version]
-    changes = data.draw(st.lists(edits(len(good)), min_size=1, max_size=4))
-    _load_or_refuse(apply(good, changes), loads(good, NAME), tmp_path)
-
-
-@pytest.mark.parametrize("version", ["v1", "v2"])
-@FUZZ
-@given(data=st.data())
-def test_header_and_array_edits_of_a_fingerprint_load_and_behave_or_raise_the_one_error(
-    originals: dict[str, bytes], version: str, tmp_path: Path, data: st.DataObject
-) -> None:
-    good = originals[version]
-    _load_or_refuse(data.draw(header_edit(good)), loads(good, NAME), tmp_path)
+    _load_or_refuse(data.draw(_edited(good, kind)), loads(good, NAME), tmp_path)
 
 
 _CELLS = st.one_of(
@@ -171,13 +168,7 @@ def test_hostile_registry_rows_never_stop_list_or_identify(
     )
     for i in range(data.draw(st.integers(1, 3))):
         good = originals[data.draw(st.sampled_from(["v1", "v2"]))]
-        blob = data.draw(
-            st.one_of(
-                _CELLS,
-                st.builds(apply, st.just(good), st.lists(edits(len(good)), min_size=1, max_size=3)),
-                header_edit(good),
-            )
-        )
+        blob = data.draw(st.one_of(_CELLS, _edited(good, "bytes"), _edited(good, "structure")))
         row = [data.draw(st.one_of(st.text(min_size=1, max_size=6), _CELLS)) for _ in range(5)]
         row[0] = f"row{i}-{row[0]!r}"
         con.execute("INSERT OR IGNORE INTO prints VALUES (?, ?, ?, ?, ?, ?)", (*row, blob))
