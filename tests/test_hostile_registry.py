@@ -312,6 +312,9 @@ def test_a_bad_registered_fingerprint_is_named_skipped_and_the_others_answer(
         assert [n for n, _ in modelkin.Registry(path).prints()] == ["good", "rowtypes", "zgood"]
     assert [w.category for w in caught] == [RegistryWarning] * 2
     assert "cut" in str(caught[0].message) and "text" in str(caught[1].message)
+    cut = tmp_path / "cut.mkfp"
+    cut.write_bytes(data[: len(data) // 2])
+    refused(cli("identify", str(cut), "--registry", str(path)), cut)  # the suspect first, alone
     assert cli("registry", "--registry", str(path), "remove", "cut").returncode == 0
     assert cli("registry", "--registry", str(path), "remove", "rowtypes").returncode == 0
 

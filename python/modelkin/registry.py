@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .compare import CompareResult, compare_fingerprints
 from .compare import screen as screen_prints
@@ -315,14 +315,16 @@ class Registry:
         self, suspect: str | os.PathLike[str] | Fingerprint, *, top: int = 10, threads: int | None = None
     ) -> builtins.list[Match]:
         """Ranks the registered models as ancestors of ``suspect`` (most likely first)."""
-        entries = list(self.prints())
+        # A suspect's fingerprint file is read first: when it is refused, nothing else is reported.
+        fs: Fingerprint | None = None
         if isinstance(suspect, Fingerprint):
             fs = suspect
         elif is_fingerprint(suspect):
             fs = load(suspect)
-        else:
+        entries = list(self.prints())
+        if fs is None:  # a checkpoint: fingerprinted at the registry's smallest sample size
             sizes = {fp.sample_size for _, fp in entries} or {2048}
-            fs = fingerprint(suspect, threads=threads, sample_size=min(sizes))
+            fs = fingerprint(cast("str | os.PathLike[str]", suspect), threads=threads, sample_size=min(sizes))
         matches = []
         digests = _learnt_digests(fs)
         for name, fp in entries:
