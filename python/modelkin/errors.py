@@ -11,9 +11,12 @@ from __future__ import annotations
 __all__ = [
     "CheckpointChangedError",
     "InvalidCheckpointError",
+    "InvalidFingerprintError",
     "InvalidIndexError",
     "MissingShardError",
     "ModelkinError",
+    "RegistryError",
+    "RegistryWarning",
     "UnknownDtypeError",
     "UnsupportedFormatError",
 ]
@@ -48,3 +51,18 @@ class MissingShardError(InvalidIndexError, FileNotFoundError):
 class CheckpointChangedError(InvalidCheckpointError):
     """A checkpoint file was truncated or rewritten while modelkin was reading it: the results would
     describe neither version, so none are given."""
+
+
+class InvalidFingerprintError(ModelkinError, ValueError):
+    """A fingerprint file (or registry entry) is not one modelkin wrote: malformed safetensors, another
+    format tag, missing or ill-typed header keys, arrays of another dtype or length than the header
+    implies, statistics that are not finite where they must be."""
+
+
+class RegistryError(ModelkinError, ValueError):
+    """The fingerprint registry cannot be used as asked: not a modelkin registry (another program's
+    SQLite file, or not SQLite at all), a folder, read-only, full, corrupt, or the name is taken."""
+
+
+class RegistryWarning(UserWarning):
+    """A registry entry was skipped because its fingerprint is unreadable (the others are used)."""

@@ -57,7 +57,9 @@ from . import _engine
 from ._util import sha256_file
 from .align import TensorSketch
 from .checkpoint import CheckpointInfo
+from .errors import InvalidFingerprintError
 from .evidence.tokens import columns_for, token_keys, token_matrices
+from .fingerprint_check import check
 from .hub import resolve
 from .progress import ProgressArg
 from .stats import ValueStats
@@ -262,12 +264,13 @@ def is_fingerprint(path: object) -> bool:
             if n > p.stat().st_size:
                 return False
             return _KEY in _metadata(n.to_bytes(8, "little") + f.read(n))
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, TypeError, RecursionError):
         return False
 
 
 def load(path: str | os.PathLike[str]) -> Fingerprint:
-    """Reads a fingerprint file; a ``ValueError`` names the file when it is not one modelkin wrote."""
+    """Reads a fingerprint file; an :class:`~modelkin.errors.InvalidFingerprintError` (a ``ValueError``)
+    names the file when it is not one modelkin wrote."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(2, "No such file or directory", str(p))
@@ -275,25 +278,25 @@ def load(path: str | os.PathLike[str]) -> Fingerprint:
 
 
 def loads(data: bytes, name: str = "<bytes>") -> Fingerprint:
-    """Reads a fingerprint from its bytes (``name`` is used in messages)."""
+    """Reads a fingerprint from its bytes (``name`` is used in messages). Everything is checked first
+    (:func:`modelkin.fingerprint_check.check`): a file that is not a fingerprint modelkin wrote raises
+    :class:`~modelkin.errors.InvalidFingerprintError` (a ``ValueError``) naming it and the problem."""
     try:
         meta = _metadata(data)
         if _KEY not in meta:
-            raise ValueError(f"{name}: not a modelkin fingerprint")
+            raise InvalidFingerprintError(f"{name}: not a modelkin fingerprint")
         header = json.loads(meta[_KEY])
-        if header.get("format") not in FORMATS:
-            raise ValueError(
+        if isinstance(header, dict) and header.get("format") not in FORMATS:
+            raise InvalidFingerprintError(
                 f"{name}: fingerprint format {header.get('format')!r}, expected one of {', '.join(FORMATS)} "
                 "(a newer modelkin may read it)"
             )
         arrays = load_arrays(data)
-    except ValueError as e:
-        if str(e).startswith(name):
-            raise
-        raise ValueError(f"{name}: not a readable fingerprint ({e})") from e
-    except Exception as e:  # a malformed file: say which one
-        raise ValueError(f"{name}: not a readable fingerprint ({e})") from e
-    version = int(header["format"].rsplit("/", 1)[1])
+    except InvalidFingerprintError:
+        raise
+    except Exception as e:  # a malformed file (RecursionError for deep JSON included): say which one
+        raise InvalidFingerprintError(f"{name}: not a readable fingerprint ({e})") from e
+    version = check(header, arrays, name, FORMATS)
 
     def f64(key: str) -> npt.NDArray[np.float64] | None:
         x = arrays.get(key)

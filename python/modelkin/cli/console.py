@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.console import Console
 
-__all__ = ["add_common_options", "console", "finish_streaming_parser", "no_color", "progress_wanted", "shape"]
+__all__ = [
+    "add_common_options",
+    "console",
+    "finish_streaming_parser",
+    "no_color",
+    "progress_wanted",
+    "shape",
+    "warn",
+]
 
 
 def no_color() -> bool:
@@ -35,6 +44,11 @@ def console(stream: Any) -> Console:
     width = None if isatty or os.environ.get("COLUMNS") else 160
     # NO_COLOR: plain text, no styles at all (bold included), for screen readers and logs alike.
     return _Console(file=stream, width=width, highlight=False, color_system=None if no_color() else "auto")
+
+
+def warn(message: str) -> None:
+    """Prints ``modelkin: warning: message`` on stderr (one line, no markup)."""
+    console(sys.stderr).print(f"modelkin: warning: {message}", markup=False, soft_wrap=True)
 
 
 def progress_wanted(args: argparse.Namespace) -> bool:

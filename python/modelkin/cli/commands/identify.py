@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ..._util import json_safe, num
 from ...registry import Registry
-from ..console import console, finish_streaming_parser
+from ..console import console, finish_streaming_parser, warn
 
 __all__ = ["add_parser", "run"]
 
@@ -32,7 +32,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Runs ``modelkin identify`` for parsed arguments; returns the exit status."""
     out = console(sys.stdout)
-    reg = Registry(args.registry)
+    reg = Registry(args.registry, on_skip=warn)
     matches = reg.identify(args.suspect, top=args.top, threads=args.threads)
     if args.json:
         print(

@@ -10,8 +10,9 @@ from typing import Any
 from rich.table import Table
 
 from ..._util import json_safe
+from ...errors import InvalidFingerprintError
 from ...registry import Registry
-from ..console import console
+from ..console import console, warn
 
 __all__ = ["add_parser", "run"]
 
@@ -43,7 +44,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Runs ``modelkin registry`` for parsed arguments; returns the exit status."""
     out = console(sys.stdout)
-    reg = Registry(args.registry)
+    reg = Registry(args.registry, on_skip=warn)
     if args.action == "add":
         e = reg.add(args.source, args.name, replace=args.replace)
         out.print(
@@ -72,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
             fp = reg.get(args.name)
         except KeyError as e:
             raise ValueError(e.args[0]) from None
+        except InvalidFingerprintError as e:
+            raise InvalidFingerprintError(
+                f"{e} (`modelkin registry remove {args.name}` removes the entry)"
+            ) from None
         info = {
             "name": args.name,
             "source": fp.source,
