@@ -14,6 +14,7 @@ __all__ = [
     "InvalidIndexError",
     "MissingShardError",
     "ModelkinError",
+    "OutputError",
     "UnknownDtypeError",
     "UnsupportedFormatError",
 ]
@@ -48,3 +49,8 @@ class MissingShardError(InvalidIndexError, FileNotFoundError):
 class CheckpointChangedError(InvalidCheckpointError):
     """A checkpoint file was truncated or rewritten while modelkin was reading it: the results would
     describe neither version, so none are given."""
+
+
+class OutputError(ModelkinError, ValueError):
+    """A file modelkin was asked to write is refused (an input, inside an input folder, a missing or
+    read-only folder) or could not be written (a full disk); the message names the file."""

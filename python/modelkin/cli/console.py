@@ -13,7 +13,15 @@ from typing import Any
 
 from rich.console import Console
 
-__all__ = ["add_common_options", "console", "finish_streaming_parser", "no_color", "progress_wanted", "shape"]
+__all__ = [
+    "add_common_options",
+    "add_force_option",
+    "console",
+    "finish_streaming_parser",
+    "no_color",
+    "progress_wanted",
+    "shape",
+]
 
 
 def no_color() -> bool:
@@ -58,6 +66,16 @@ def add_common_options(sp: argparse.ArgumentParser) -> None:
         help="worker threads (default: MODELKIN_NUM_THREADS or all cores)",
     )
     sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def add_force_option(sp: argparse.ArgumentParser) -> None:
+    """``--force``, for the commands that write a file: allows writing inside an input folder (never
+    over an input file: see :mod:`modelkin._output`)."""
+    sp.add_argument(
+        "--force",
+        action="store_true",
+        help="write the output inside an input folder (never over an input file)",
+    )
 
 
 def finish_streaming_parser(

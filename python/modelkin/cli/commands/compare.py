@@ -13,10 +13,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from ..._output import check_output
 from ..._util import num
 from ...compare import CompareResult, compare
 from ...evidence.behavior import compare_behavior
-from ..console import console, finish_streaming_parser, progress_wanted
+from ..console import add_force_option, console, finish_streaming_parser, progress_wanted
 from . import EXIT_CHECK_FAILED
 
 __all__ = ["add_parser", "run"]
@@ -46,12 +47,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     sp.add_argument("--gold", default=None, help="gold answers for --predictions (JSONL/CSV of id, answer)")
     sp.add_argument("--report", default=None, help="also write a self-contained report (.html or .md)")
+    add_force_option(sp)
     return finish_streaming_parser(sp, run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Runs ``modelkin compare`` for parsed arguments; returns the exit status."""
     out, progress = console(sys.stdout), progress_wanted(args)
+    if args.report:
+        from ...report import report_format
+
+        report_format(args.report)  # the suffix, before anything is read
+        inputs = [args.a, args.b, *(args.predictions or ()), *([args.gold] if args.gold else [])]
+        check_output(args.report, inputs, force=args.force, what="report")
     res_c = compare(args.a, args.b, threads=args.threads, progress=progress)
     if args.predictions:
         res_c = replace(res_c, behavior=compare_behavior(args.predictions, args.gold))

@@ -1,0 +1,215 @@
+"""The command line against hostile files and unlucky users (issue 14): outputs that would replace an
+input, names that carry terminal escapes or markup, sidecar JSON built to raise. Each error is one line
+``modelkin: error: … <file> …`` with exit 2 and no traceback; no input ever changes."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from modelkin import _output
+from modelkin.cli import main
+from modelkin.errors import OutputError
+from models import llama_state, noised, write_single
+
+TIMEOUT = 120
+
+
+def run(*args: object, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[bytes]:
+    """``python -m modelkin.cli …`` in a subprocess, bytes out (so escape bytes are seen as they are)."""
+    env = {**os.environ, "NO_COLOR": "", "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "modelkin.cli", *map(str, args)],
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+        env=env,
+    )
+
+
+def hashes(*paths: Path) -> dict[str, str]:
+    """The SHA-256 of every file under ``paths`` (folders walked), by path."""
+    out: dict[str, str] = {}
+    for p in paths:
+        files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
+        for f in files:
+            out[str(f)] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return out
+
+
+def one_error_line(proc: subprocess.CompletedProcess[bytes], *needles: str) -> str:
+    """Asserts exit 2 and a single ``modelkin: error:`` line naming ``needles``; returns the line."""
+    err = proc.stderr.decode("utf-8", "replace")
+    assert proc.returncode == 2, err
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("modelkin: error: "), err
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture()
+def model(tmp_path: Path) -> Path:
+    """A folder holding one small model (``model.safetensors``) and a config."""
+    folder = tmp_path / "m"
+    write_single(folder / "model.safetensors", llama_state(0))
+    (folder / "config.json").write_text('{"hidden_size": 64}')
+    return folder
+
+
+# -- 1. one output-path guard ----------------------------------------------------------------------------
+
+
+def test_fingerprint_over_its_own_model_is_refused_and_the_model_kept(model: Path) -> None:
+    before = hashes(model)
+    target = model / "model.safetensors"
+    for extra in ((), ("--force",)):
+        proc = run("fingerprint", target, "-o", target, "-q", *extra)
+        one_error_line(proc, str(target), "input")
+    proc = run("fingerprint", model, "-o", target, "-q", "--force")
+    one_error_line(proc, str(target), "input")
+    assert hashes(model) == before
+    assert sorted(p.name for p in model.iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_an_output_inside_an_input_folder_needs_force(model: Path) -> None:
+    before = hashes(model)
+    out = model / "m.mkfp"
+    one_error_line(run("fingerprint", model, "-o", out, "-q"), str(out), "--force")
+    assert hashes(model) == before
+    proc = run("fingerprint", model, "-o", out, "-q", "--force")
+    assert proc.returncode == 0, proc.stderr
+    assert out.is_file() and hashes(model / "model.safetensors") == {
+        k: v for k, v in before.items() if k.endswith("model.safetensors")
+    }
+
+
+def test_a_link_to_an_input_or_a_special_file_is_refused(model: Path, tmp_path: Path) -> None:
+    link = tmp_path / "link.mkfp"
+    link.symlink_to(model / "model.safetensors")
+    hard = tmp_path / "hard.mkfp"
+    os.link(model / "model.safetensors", hard)
+    before = hashes(model)
+    for out in (link, hard):
+        one_error_line(run("fingerprint", model / "model.safetensors", "-o", out, "-q"), str(out), "input")
+    one_error_line(run("fingerprint", model, "-o", os.devnull, "-q"), os.devnull, "not a regular file")
+    one_error_line(run("fingerprint", model, "-o", tmp_path, "-q"), str(tmp_path), "folder")
+    assert hashes(model) == before
+
+
+def test_a_missing_or_read_only_folder_is_refused_before_reading(model: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "nope" / "m.mkfp"
+    one_error_line(run("fingerprint", model, "-o", missing, "-q"), str(missing), "does not exist")
+    assert not missing.parent.exists()
+    # Refused before the weights are read: a checkpoint that cannot be read is never reached.
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 16)
+    one_error_line(run("fingerprint", bad, "-o", missing, "-q"), str(missing))
+    if os.geteuid() != 0:  # root writes anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        one_error_line(run("fingerprint", model, "-o", ro / "m.mkfp", "-q"), str(ro / "m.mkfp"))
+
+
+def test_compare_report_follows_the_same_rule(model: Path, tmp_path: Path) -> None:
+    other = tmp_path / "b.safetensors"
+    write_single(other, noised(llama_state(0), 1e-3))
+    before = hashes(model, other)
+    inside = model / "r.md"
+    one_error_line(run("compare", model, other, "--report", inside, "-q"), str(inside), "--force")
+    bad_suffix = tmp_path / "r.pdf"
+    one_error_line(run("compare", model, other, "--report", bad_suffix, "-q"), str(bad_suffix))
+    renamed = tmp_path / "b.html"
+    renamed.symlink_to(other)
+    one_error_line(run("compare", model, other, "--report", renamed, "-q"), str(renamed), "input")
+    proc = run("compare", model, other, "--report", inside, "-q", "--force")
+    assert proc.returncode == 0, proc.stderr
+    assert inside.read_text(encoding="utf-8").startswith("# How B relates to A")
+    now = hashes(model, other)
+    now.pop(str(inside))
+    assert now == before
+
+
+def test_a_full_disk_is_one_line_naming_the_file(
+    model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def full(fd: int, data: memoryview) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(_output, "_write", full)
+    out = tmp_path / "m.mkfp"
+    assert main(["fingerprint", str(model / "model.safetensors"), "-o", str(out), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("modelkin: error: ") and str(out) in err[0], err
+    assert "no space left" in err[0]
+    assert list(tmp_path.iterdir()) == [model]  # no fingerprint, no temporary file
+
+
+def test_any_exception_while_writing_removes_the_temporary_file(tmp_path: Path) -> None:
+    out = tmp_path / "x.bin"
+    out.write_bytes(b"old")
+    with pytest.raises(RuntimeError), _output.atomic_output(out) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("boom")
+    assert out.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["x.bin"]
+    with pytest.raises(OutputError, match=r"x\.bin"):
+        _output.check_output(out, [tmp_path])
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_sigterm_while_writing_removes_the_temporary_file_and_reaches_the_old_handler(
+    tmp_path: Path,
+) -> None:
+    def stop(signum: int, frame: object) -> None:
+        raise _Stop
+
+    old = signal.signal(signal.SIGTERM, stop)
+    try:
+        out = tmp_path / "x.bin"
+        with pytest.raises(_Stop), _output.atomic_output(out) as tmp:
+            tmp.write_bytes(b"half")
+            assert signal.getsignal(signal.SIGTERM) is not stop  # ours, while writing
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # the handler runs between bytecodes
+                pass
+        assert signal.getsignal(signal.SIGTERM) is stop
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def test_sigterm_while_writing_leaves_no_temporary_file_in_a_process(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from modelkin import _output
+        with _output.atomic_output({str(tmp_path / "x.bin")!r}) as tmp:
+            tmp.write_bytes(b"half")
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):
+                pass
+        print("not reached")
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60, check=False)
+    assert proc.returncode == -signal.SIGTERM, proc.stderr
+    assert b"not reached" not in proc.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_demo_writes_its_models_through_the_guard(tmp_path: Path) -> None:
+    proc = run("demo", "--out", tmp_path / "d", "--json", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["base.safetensors", "noised.safetensors"]
