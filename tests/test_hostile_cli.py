@@ -6,18 +6,29 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
+import unicodedata
 from pathlib import Path
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from modelkin import _output
+from modelkin._util import visible
 from modelkin.cli import main
+from modelkin.cli.console import term
 from modelkin.errors import OutputError
+from modelkin.report.markdown import md_text
 from models import llama_state, noised, write_single
+from rich.console import Console
 
 TIMEOUT = 120
 
@@ -213,3 +224,121 @@ def test_demo_writes_its_models_through_the_guard(tmp_path: Path) -> None:
     proc = run("demo", "--out", tmp_path / "d", "--json", "-q")
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["base.safetensors", "noised.safetensors"]
+
+
+# -- 2. one escape for the terminal, one for Markdown ------------------------------------------------------
+
+#: Names built to act on a terminal or a renderer: OSC title, clear screen, OSC 52 clipboard, a one-byte
+#: C1 CSI, bidi override, rich markup that is valid, invalid and a link, and HTML.
+HOSTILE = (
+    "\x1b]0;pwned\x07title.weight",
+    "\x1b[2J\x1b[H.weight",
+    "\x1b]52;c;aGVsbG8=\x07clip.weight",
+    "\x9b31mred.weight",
+    "rev\u202eesrever.weight",
+    "[bold]bold[/].weight",
+    "[/]",
+    "[link=https://example.com]x[/link].weight",
+    "<script>alert(1)</script>.weight",
+    '<img src=x onerror="alert(1)">|`*_.weight',
+    "back\\[bold]slash\\",
+    "emoji:smile:.weight",
+)
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two related models whose every tensor name is hostile, A in a folder whose name is markup."""
+    root = tmp_path_factory.mktemp("hostile")
+    rng = np.random.default_rng(0)
+    a = {name: rng.standard_normal((48, 48)).astype(np.float32) for name in HOSTILE}
+    b = {k: (v + rng.standard_normal(v.shape) * 1e-3).astype(np.float32) for k, v in a.items()}
+    folder = root / "[bold]A[/] \x1b[31m"
+    write_single(folder / "model.safetensors", a)
+    (folder / "config.json").write_text(
+        json.dumps({"hidden_size": 48, "<script>alert(2)</script>": "<img src=x onerror=alert(3)>\x1b[2J"})
+    )
+    other = root / "b" / "model.safetensors"
+    write_single(other, b)
+    (other.parent / "config.json").write_text(json.dumps({"hidden_size": 64, "[bold]": "[/]"}))
+    return folder, other.parent
+
+
+def no_escape_bytes(proc: subprocess.CompletedProcess[bytes]) -> None:
+    """Asserts exit 0, no traceback, and no ESC or C1 control on stdout or stderr."""
+    assert proc.returncode == 0, proc.stderr.decode("utf-8", "replace")
+    for stream in (proc.stdout, proc.stderr):
+        text = stream.decode("utf-8")
+        assert "\x1b" not in text and "\x9b" not in text and "\u202e" not in text
+        assert "Traceback" not in text and "MarkupError" not in text
+
+
+@pytest.mark.parametrize("command", ["inspect", "diff", "compare"])
+def test_hostile_names_reach_the_terminal_escaped(hostile: tuple[Path, Path], command: str) -> None:
+    a, b = hostile
+    before = hashes(a, b)
+    args = (a,) if command == "inspect" else (a, b)
+    proc = run(command, *args, "-q", "--top", "0") if command != "inspect" else run(command, *args, "-q")
+    no_escape_bytes(proc)
+    out = proc.stdout.decode("utf-8")
+    assert "\\x1b]0;pwned\\x07title.weight" in out  # shown, visibly
+    assert "[bold]bold[/].weight" in out and "[link=https://example.com]x[/link].weight" in out
+    assert "emoji:smile:.weight" in out
+    assert hashes(a, b) == before
+
+
+def test_a_hostile_name_in_an_error_is_escaped(tmp_path: Path) -> None:
+    bad = tmp_path / "[bold]\x1b[2Jbad.safetensors"
+    bad.write_bytes(b'\x08\x00\x00\x00\x00\x00\x00\x00{"a":1}')
+    proc = run("inspect", bad, "-q")
+    line = one_error_line(proc)
+    assert "\x1b" not in line and "[bold]" in line and "\\x1b[2J" in line
+
+
+@pytest.mark.parametrize("suffix", ["md", "html"])
+def test_reports_carry_no_raw_tags_from_names_or_configs(
+    hostile: tuple[Path, Path], tmp_path: Path, suffix: str
+) -> None:
+    a, b = hostile
+    report = tmp_path / f"r.{suffix}"
+    proc = run("compare", a, b, "--report", report, "-q")
+    no_escape_bytes(proc)
+    text = report.read_text(encoding="utf-8")
+    for raw in ("<script", "<img", "\x1b", "\x9b", "\x07"):
+        assert raw not in text, raw
+    assert "&lt;script&gt;" in text
+
+
+def test_a_hostile_registry_entry_lists_and_shows(hostile: tuple[Path, Path], tmp_path: Path) -> None:
+    a, _ = hostile
+    reg = tmp_path / "reg.sqlite"
+    name = "[bold]evil[/] \x1b]0;t\x07"
+    add = run("registry", "--registry", reg, "add", a, "--name", name)
+    no_escape_bytes(add)
+    for action in (("list",), ("show", name)):
+        proc = run("registry", "--registry", reg, *action)
+        no_escape_bytes(proc)
+        assert "[bold]evil[/]" in proc.stdout.decode("utf-8")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=60))
+def test_term_output_has_no_control_character_and_rich_prints_it_as_visible(text: str) -> None:
+    safe = term(text)
+    assert not any(unicodedata.category(c) == "Cc" for c in safe)
+    buf = io.StringIO()
+    # As the commands use it: inside markup (a trailing backslash must not escape the closing tag).
+    Console(file=buf, width=10_000, color_system=None, highlight=False, emoji=False).print(
+        f"[bold]{safe}[/]", soft_wrap=True, end=""
+    )
+    assert buf.getvalue() == visible(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=60), st.booleans())
+def test_md_text_has_no_tag_and_no_control_character(text: str, cell: bool) -> None:
+    safe = md_text(text, cell=cell)
+    assert "<" not in safe and ">" not in safe
+    assert not any(unicodedata.category(c) == "Cc" for c in safe)
+    if cell:
+        assert re.search(r"(?<!\\)(\\\\)*\|", safe) is None  # every pipe escaped: the table holds

@@ -7,7 +7,7 @@ import math
 import os
 from typing import Any
 
-__all__ = ["json_safe", "num", "sha256_file"]
+__all__ = ["json_safe", "num", "sha256_file", "visible"]
 
 # Big enough that hashing a multi-gigabyte shard is bound by the disk, not by Python's loop.
 _HASH_CHUNK = 1 << 22
@@ -38,3 +38,30 @@ def num(x: float | None, fmt: str = ".3g") -> str:
     if x is None or not math.isfinite(x):
         return "–"
     return format(x, fmt)
+
+
+def _escape(code: int) -> str:
+    return {9: "\\t", 10: "\\n", 13: "\\r"}.get(code, f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+#: Characters a terminal (or a viewer) acts on rather than shows, each mapped to a visible escape: C0
+#: controls (ESC, so CSI and OSC sequences, among them), DEL, C1 controls (0x9b is a one-byte CSI), and
+#: the Unicode line separators and bidirectional overrides that make text read otherwise than it is.
+_CONTROLS = {
+    c: _escape(c)
+    for c in [
+        *range(0x20),
+        *range(0x7F, 0xA0),
+        0x2028,
+        0x2029,
+        *range(0x202A, 0x202F),
+        *range(0x2066, 0x206A),
+    ]
+}
+
+
+def visible(value: object) -> str:
+    """``str(value)`` with every control character shown as an escape (ESC as ``\\x1b``, a newline as
+    ``\\n``): the base of the terminal escape (:func:`modelkin.cli.console.term`), the Markdown one
+    (:func:`modelkin.report.markdown.md_text`) and the plots' labels. Other text is left as it is."""
+    return str(value).translate(_CONTROLS)

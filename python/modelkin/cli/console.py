@@ -12,6 +12,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape as _markup_escape
+
+from .._util import visible
 
 __all__ = [
     "add_common_options",
@@ -21,7 +24,15 @@ __all__ = [
     "no_color",
     "progress_wanted",
     "shape",
+    "term",
 ]
+
+
+def term(value: object) -> str:
+    """``value`` as text safe to print on a terminal through rich, markup on: every control character
+    shown visibly (ESC as ``\\x1b``, newline as ``\\n``) and rich markup neutralised (``[bold]`` is
+    printed as it is). Every name, path, config value and message from a file goes through this."""
+    return _markup_escape(visible(value))
 
 
 def no_color() -> bool:
@@ -42,7 +53,13 @@ def console(stream: Any) -> Console:
     # Off a terminal rich would wrap at 80 columns; tables piped to a file or a CI log read better wide.
     width = None if isatty or os.environ.get("COLUMNS") else 160
     # NO_COLOR: plain text, no styles at all (bold included), for screen readers and logs alike.
-    return _Console(file=stream, width=width, highlight=False, color_system=None if no_color() else "auto")
+    return _Console(
+        file=stream,
+        width=width,
+        highlight=False,
+        emoji=False,  # ":smile:" in a tensor name stays as it is
+        color_system=None if no_color() else "auto",
+    )
 
 
 def progress_wanted(args: argparse.Namespace) -> bool:

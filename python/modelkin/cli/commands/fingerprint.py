@@ -9,7 +9,7 @@ from typing import Any
 
 from ..._output import check_output, refuse_inputs
 from ...fingerprint import FORMAT, fingerprint
-from ..console import add_force_option, console, finish_streaming_parser, progress_wanted
+from ..console import add_force_option, console, finish_streaming_parser, progress_wanted, term
 
 __all__ = ["add_parser", "run"]
 
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             else "; no tokenizer found, no token-keyed rows"
         )
         out.print(
-            f"wrote {path} ({size:,} bytes, {FORMAT}, {len(fp.tensors)} tensors, {fp.sample_size} values "
-            f"each{tokens})"
+            f"wrote {term(path)} ({size:,} bytes, {FORMAT}, {len(fp.tensors)} tensors, "
+            f"{fp.sample_size} values each{tokens})"
         )
     return 0
