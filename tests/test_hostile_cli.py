@@ -22,10 +22,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from modelkin import _output
-from modelkin._util import visible
+from modelkin._util import parse_json, visible
 from modelkin.cli import main
 from modelkin.cli.console import term
 from modelkin.errors import OutputError
+from modelkin.fingerprint import is_fingerprint
 from modelkin.report.markdown import md_text
 from models import llama_state, noised, write_single
 from rich.console import Console
@@ -342,3 +343,65 @@ def test_md_text_has_no_tag_and_no_control_character(text: str, cell: bool) -> N
     assert not any(unicodedata.category(c) == "Cc" for c in safe)
     if cell:
         assert re.search(r"(?<!\\)(\\\\)*\|", safe) is None  # every pipe escaped: the table holds
+
+
+# -- 3. sidecar JSON never stops a verdict -------------------------------------------------------------
+
+SIDECARS = {
+    "deep config": ("config.json", '{"a": ' + "[" * 5000 + "]" * 5000 + "}", "nested deeper"),
+    "deep but parsable config": ("config.json", '{"a": ' + "[" * 500 + "]" * 500 + "}", "nested deeper"),
+    "long integer": ("config.json", '{"hidden_size": ' + "9" * 5000 + "}", "4300 digits"),
+    "deep tokenizer": ("tokenizer.json", "[" * 100_000, "nested deeper"),
+    "tokenizer of the wrong shape": ("tokenizer.json", '{"model": {"vocab": 5, "merges": {"a": 1}}}', None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SIDECARS))
+def test_a_hostile_sidecar_is_reported_and_the_verdict_still_given(
+    model: Path, tmp_path: Path, case: str
+) -> None:
+    name, text, why = SIDECARS[case]
+    (model / name).write_text(text)
+    other = tmp_path / "b"
+    write_single(other / "model.safetensors", noised(llama_state(0), 1e-3))
+    (other / "config.json").write_text('{"hidden_size": 64}')
+    before = hashes(model, other)
+    proc = run("compare", model, other, "-q", timeout=120)
+    err = proc.stderr.decode()
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    out = proc.stdout.decode()
+    assert out.startswith("Verdict: B is a copy of A with Gaussian noise added"), out
+    if why is not None:
+        line = " ".join(out.split("Config and tokenizer", 1)[1].split("\n\n", 1)[0].split())
+        assert "Unreadable: " in line and str(model / name) in line and why in line, line
+    js = run("compare", model, other, "-q", "--json")
+    assert js.returncode == 0, js.stderr.decode()
+    assert json.loads(js.stdout)["verdict"]["relation"] == "noised_copy"
+    assert hashes(model, other) == before
+
+
+def test_a_checkpoint_header_nested_deep_is_one_error_line(model: Path, tmp_path: Path) -> None:
+    header = b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    deep = tmp_path / "deep.safetensors"
+    deep.write_bytes(len(header).to_bytes(8, "little") + header)
+    for args in (("inspect", deep), ("compare", model, deep), ("compare", deep, model)):
+        one_error_line(run(*args, "-q"), str(deep))
+    assert is_fingerprint(deep) is False
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c, max_size=3),
+        max_leaves=20,
+    ),
+    st.integers(0, 300),
+)
+def test_parse_json_raises_only_value_error(value: object, depth: int) -> None:
+    text = "[" * depth + json.dumps(value) + "]" * depth
+    try:
+        parse_json(text)
+    except ValueError as e:
+        assert "nested deeper" in str(e)
+    assert parse_json(json.dumps(value)) == value or value != value

@@ -54,7 +54,7 @@ from safetensors.numpy import save as save_arrays
 
 from . import _engine
 from ._output import write_bytes
-from ._util import sha256_file
+from ._util import parse_json, sha256_file
 from .align import TensorSketch
 from .checkpoint import CheckpointInfo
 from .evidence.tokens import columns_for, token_keys, token_matrices
@@ -238,7 +238,7 @@ def _metadata(head: bytes) -> dict[str, str]:
     n = int.from_bytes(head[:8], "little")
     if len(head) < 8 or n > len(head) - 8:
         raise ValueError("truncated header")
-    meta = json.loads(head[8 : 8 + n]).get("__metadata__") or {}
+    meta = parse_json(head[8 : 8 + n]).get("__metadata__") or {}
     return dict(meta)
 
 

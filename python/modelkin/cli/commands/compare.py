@@ -95,7 +95,9 @@ def _print_compare(res: CompareResult, out: Console, top: int) -> None:
     for note in v.notes:
         out.print(f"note: {term(note)}")
     if res.metadata is not None:
-        out.print(f"\n[bold]Config and tokenizer[/] ({res.metadata.strength}): {term(res.metadata.sentence)}")
+        m = res.metadata
+        unreadable = f" Unreadable: {'; '.join(m.problems)}." if m.problems else ""
+        out.print(f"\n[bold]Config and tokenizer[/] ({m.strength}): {term(m.sentence + unreadable)}")
     if res.behavior is not None:
         out.print(f"[bold]Behaviour[/]: {term(res.behavior.sentence)}")
     if res.profiles is not None:
