@@ -88,6 +88,9 @@ def test_fingerprint_over_its_own_model_is_refused_and_the_model_kept(model: Pat
         one_error_line(proc, str(target), "input")
     proc = run("fingerprint", model, "-o", target, "-q", "--force")
     one_error_line(proc, str(target), "input")
+    config = model / "config.json"  # read beside the weights: an input too
+    for source, extra in ((target, ()), (model, ("--force",))):
+        one_error_line(run("fingerprint", source, "-o", config, "-q", *extra), str(config), "input")
     assert hashes(model) == before
     assert sorted(p.name for p in model.iterdir()) == ["config.json", "model.safetensors"]
 

@@ -25,6 +25,7 @@ from types import FrameType
 from typing import Union
 
 from .errors import OutputError
+from .sidecar import KNOWN_FILES, metadata_folder
 
 __all__ = ["PathArg", "atomic_output", "check_output", "refuse_inputs", "write_bytes"]
 
@@ -62,10 +63,11 @@ def check_output(
 ) -> Path:
     """Checks that the ``what`` may be written to ``path``, before anything is read; returns the path.
 
-    Refused (an :class:`OutputError` naming the file): an input file (never, even with ``force``), a
-    file inside an input folder (unless ``force``), a path whose folder does not exist or is not
-    writable, a folder, and a special file (a device, a FIFO, a socket). Inputs that do not exist on
-    disk (hub ids) are left to :func:`refuse_inputs` once their files are known.
+    Refused (an :class:`OutputError` naming the file): an input file, or a config or tokenizer file
+    beside one (never, even with ``force``); a file inside an input folder (unless ``force``); a path
+    whose folder does not exist or is not writable; a folder; a special file (a device, a FIFO, a
+    socket). Inputs that do not exist on disk (hub ids) are left to :func:`refuse_inputs` once their
+    files are known.
     """
     out = Path(path)
     if not str(path):
@@ -90,6 +92,8 @@ def check_output(
                 )
         elif _same_file(out, p):
             raise OutputError(f"{out}: is an input of this command; the {what} must not overwrite an input")
+        # The config and tokenizer files beside the weights are read too: inputs as much as the weights.
+        refuse_inputs(out, (f for f in (metadata_folder(p) / n for n in KNOWN_FILES) if f.exists()), what)
     try:  # a real probe: permissions, read-only mounts and ACLs alike
         fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{out.name}.", suffix=".tmp")
         os.close(fd)
