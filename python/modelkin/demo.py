@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import save_file
+from safetensors.numpy import save
+
+from ._output import write_bytes
 
 __all__ = ["NOISE_SIGMA", "DemoShape", "llama_like", "write_demo_pair"]
 
@@ -75,6 +77,7 @@ def write_demo_pair(
     rng = np.random.default_rng(seed + 1)
     noised = {k: (v + rng.standard_normal(v.shape) * sigma).astype(v.dtype) for k, v in base.items()}
     a, b = folder / "base.safetensors", folder / "noised.safetensors"
-    save_file(base, str(a), metadata={"format": "pt", "modelkin_demo": "base"})
-    save_file(noised, str(b), metadata={"format": "pt", "modelkin_demo": f"base + N(0, {sigma:g}^2)"})
+    write_bytes(a, save(base, metadata={"format": "pt", "modelkin_demo": "base"}), "demo model")
+    noted = {"format": "pt", "modelkin_demo": f"base + N(0, {sigma:g}^2)"}
+    write_bytes(b, save(noised, metadata=noted), "demo model")
     return a, b

@@ -15,6 +15,7 @@ __all__ = [
     "InvalidIndexError",
     "MissingShardError",
     "ModelkinError",
+    "OutputError",
     "RegistryError",
     "RegistryWarning",
     "UnknownDtypeError",
@@ -66,3 +67,8 @@ class RegistryError(ModelkinError, ValueError):
 
 class RegistryWarning(UserWarning):
     """A registry entry was skipped because its fingerprint is unreadable (the others are used)."""
+
+
+class OutputError(ModelkinError, ValueError):
+    """A file modelkin was asked to write is refused (an input, inside an input folder, a missing or
+    read-only folder) or could not be written (a full disk); the message names the file."""

@@ -43,7 +43,6 @@ import datetime as _dt
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -51,10 +50,11 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import numpy.typing as npt
 from safetensors.numpy import load as load_arrays
-from safetensors.numpy import save_file
+from safetensors.numpy import save as save_arrays
 
 from . import _engine
-from ._util import sha256_file
+from ._output import write_bytes
+from ._util import parse_json, sha256_file
 from .align import TensorSketch
 from .checkpoint import CheckpointInfo
 from .errors import InvalidFingerprintError
@@ -168,7 +168,9 @@ class Fingerprint:
         return [t.sketch() for t in self.tensors]
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Writes the fingerprint atomically (temporary file, then rename)."""
+        """Writes the fingerprint to ``path`` through :func:`modelkin._output.write_bytes`: atomically
+        (temporary file in the same folder, then rename), never creating the folder; an
+        :class:`~modelkin.errors.OutputError` names the file when it cannot be written (a full disk)."""
         path = Path(path)
         arrays: dict[str, np.ndarray] = {}
         entries = []
@@ -229,17 +231,8 @@ class Fingerprint:
             "files": list(self.files),
             "tensors": entries,
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(arrays, tmp, metadata={_KEY: json.dumps(header, allow_nan=True)})
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        data = save_arrays(arrays, metadata={_KEY: json.dumps(header, allow_nan=True)})
+        return write_bytes(path, data, "fingerprint")
 
 
 def _metadata(head: bytes) -> dict[str, str]:
@@ -247,7 +240,7 @@ def _metadata(head: bytes) -> dict[str, str]:
     n = int.from_bytes(head[:8], "little")
     if len(head) < 8 or n > len(head) - 8:
         raise ValueError("truncated header")
-    meta = json.loads(head[8 : 8 + n]).get("__metadata__") or {}
+    meta = parse_json(head[8 : 8 + n]).get("__metadata__") or {}
     return dict(meta)
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from . import _engine
+from ._util import parse_json
 
 __all__ = [
     "KNOWN_FILES",
@@ -112,9 +113,9 @@ class Folder:
             value: Any = None
             if text is not None:
                 try:
-                    value = json.loads(text)
-                except json.JSONDecodeError as e:
-                    self.problems.append(f"{self.folder / name}: not valid JSON ({e.msg} at line {e.lineno})")
+                    value = parse_json(text)
+                except ValueError as e:  # malformed, too deep, an over-long integer: a problem, never a stop
+                    self.problems.append(f"{self.folder / name}: {e}")
                     value = None
                 if value is not None and not isinstance(value, kind):
                     self.problems.append(

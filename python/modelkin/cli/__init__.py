@@ -30,7 +30,7 @@ from .commands import (
     inspect,
     registry,
 )
-from .console import console
+from .console import console, term
 
 __all__ = ["COMMANDS", "EXIT_CHECK_FAILED", "EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_OK", "main"]
 
@@ -66,5 +66,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
     except (ModelkinError, OSError, ValueError, TypeError) as e:
-        err.print(f"modelkin: error: {e}", markup=False, soft_wrap=True)
+        err.print(f"modelkin: error: {term(e)}", soft_wrap=True)
         return EXIT_ERROR

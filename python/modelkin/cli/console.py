@@ -13,16 +13,28 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape as _markup_escape
+
+from .._util import visible
 
 __all__ = [
     "add_common_options",
+    "add_force_option",
     "console",
     "finish_streaming_parser",
     "no_color",
     "progress_wanted",
     "shape",
+    "term",
     "warn",
 ]
+
+
+def term(value: object) -> str:
+    """``value`` as text safe to print on a terminal through rich, markup on: every control character
+    shown visibly (ESC as ``\\x1b``, newline as ``\\n``) and rich markup neutralised (``[bold]`` is
+    printed as it is). Every name, path, config value and message from a file goes through this."""
+    return _markup_escape(visible(value))
 
 
 def no_color() -> bool:
@@ -43,12 +55,18 @@ def console(stream: Any) -> Console:
     # Off a terminal rich would wrap at 80 columns; tables piped to a file or a CI log read better wide.
     width = None if isatty or os.environ.get("COLUMNS") else 160
     # NO_COLOR: plain text, no styles at all (bold included), for screen readers and logs alike.
-    return _Console(file=stream, width=width, highlight=False, color_system=None if no_color() else "auto")
+    return _Console(
+        file=stream,
+        width=width,
+        highlight=False,
+        emoji=False,  # ":smile:" in a tensor name stays as it is
+        color_system=None if no_color() else "auto",
+    )
 
 
 def warn(message: str) -> None:
     """Prints ``modelkin: warning: message`` on stderr (one line, no markup)."""
-    console(sys.stderr).print(f"modelkin: warning: {message}", markup=False, soft_wrap=True)
+    console(sys.stderr).print(f"modelkin: warning: {visible(message)}", markup=False, soft_wrap=True)
 
 
 def progress_wanted(args: argparse.Namespace) -> bool:
@@ -72,6 +90,16 @@ def add_common_options(sp: argparse.ArgumentParser) -> None:
         help="worker threads (default: MODELKIN_NUM_THREADS or all cores)",
     )
     sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def add_force_option(sp: argparse.ArgumentParser) -> None:
+    """``--force``, for the commands that write a file: allows writing inside an input folder (never
+    over an input file: see :mod:`modelkin._output`)."""
+    sp.add_argument(
+        "--force",
+        action="store_true",
+        help="write the output inside an input folder (never over an input file)",
+    )
 
 
 def finish_streaming_parser(

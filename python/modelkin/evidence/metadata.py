@@ -460,6 +460,15 @@ def compare_metadata(folder_a: PathArg, folder_b: PathArg) -> MetadataEvidence:
     evidence must not stop the weight comparison). A missing path is a ``FileNotFoundError``.
     """
     metadata_folder(folder_a), metadata_folder(folder_b)  # a missing path is a FileNotFoundError
+    try:
+        return _compare_metadata(folder_a, folder_b)
+    except Exception as e:  # a hostile file beside the weights must never stop the weight comparison
+        why = f"{folder_a}, {folder_b}: files beside the weights not compared ({type(e).__name__}: {e})"
+        return MetadataEvidence(str(folder_a), str(folder_b), (), None, None, None, None, "none", (), (why,))
+
+
+def _compare_metadata(folder_a: PathArg, folder_b: PathArg) -> MetadataEvidence:
+    """:func:`compare_metadata` once both paths are known to exist."""
     fa, fb = source(folder_a), source(folder_b)
     files = tuple(
         FileHash(

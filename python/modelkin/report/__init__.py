@@ -27,20 +27,19 @@ notebook or a server thread without changing the caller's plotting backend.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Union
 
+from .._output import refuse_inputs, write_bytes
 from ..compare import CompareResult
 from . import html, markdown, sections
 from .document import Context, Section, confidence_sentence, in_model_order
 from .plots import RC
 
-__all__ = ["SECTIONS", "confidence_sentence", "write_report"]
+__all__ = ["SECTIONS", "confidence_sentence", "report_format", "write_report"]
 
 PathArg = Union[str, "os.PathLike[str]"]
 
@@ -78,6 +77,17 @@ def _document(result: CompareResult, argv: Sequence[str] | None, now: dt.datetim
 _FORMATS = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md"}
 
 
+def report_format(path: PathArg) -> str:
+    """``"html"`` or ``"md"``, as ``path``'s suffix says; a ``ValueError`` naming the file otherwise."""
+    out = Path(path)
+    fmt = _FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise ValueError(
+            f"{out}: a report is written as .html or .md, not {out.suffix or 'a file without suffix'}"
+        )
+    return fmt
+
+
 def write_report(result: CompareResult, path: PathArg, *, argv: Sequence[str] | None = None) -> Path:
     """Writes a self-contained report of ``result`` to ``path`` and returns the path.
 
@@ -85,22 +95,13 @@ def write_report(result: CompareResult, path: PathArg, *, argv: Sequence[str] | 
     (plots as PNG data URIs); any other suffix is a ``ValueError``. ``argv``, when given, is shown as
     the command line that produced the result (``sys.argv`` for a CLI). Every input file is read once
     more to compute its SHA-256. The file is written atomically: to a temporary file in the same
-    folder, then renamed over ``path`` (mode 0644), so a reader never sees half a report; ``path``
-    must not be one of the compared files.
+    folder, then renamed over ``path`` (mode 0644), so a reader never sees half a report
+    (:mod:`modelkin._output`); ``path`` must not be one of the compared files
+    (:class:`~modelkin.errors.OutputError`).
     """
     out = Path(path)
-    fmt = _FORMATS.get(out.suffix.lower())
-    if fmt is None:
-        raise ValueError(
-            f"{out}: a report is written as .html or .md, not {out.suffix or 'a file without suffix'}"
-        )
-    target = out.resolve()
-    for ck in (result.diff.a, result.diff.b):
-        for f in ck.files:
-            if Path(f.path).resolve() == target:
-                raise ValueError(
-                    f"{out}: is one of the compared files; the report must not overwrite an input"
-                )
+    fmt = report_format(out)
+    refuse_inputs(out, (f.path for ck in (result.diff.a, result.diff.b) for f in ck.files), "report")
     try:
         import matplotlib
     except ImportError as e:  # pragma: no cover - matplotlib is a dependency of reports
@@ -109,17 +110,5 @@ def write_report(result: CompareResult, path: PathArg, *, argv: Sequence[str] | 
     with matplotlib.rc_context(RC):  # the report's style, for this call only
         parts = _document(result, argv, now)
         text = (html if fmt == "html" else markdown).render(result, parts, now)
-    folder = target.parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_bytes(out, text.encode("utf-8"), "report")
     return out

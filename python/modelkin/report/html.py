@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .._engine import __version__
+from .._util import visible
 from ..compare import COMPARE_SCHEMA, CompareResult
 from .document import Block, Items, Para, Section, Table
 from .plots import inline_svg
@@ -63,7 +64,8 @@ footer { margin-top: 3em; font-size: 0.8rem; color: var(--muted); }
 
 
 def _e(text: str) -> str:
-    return html.escape(text, quote=True)
+    """Text for the page: control characters shown visibly (as in a terminal), then HTML-escaped."""
+    return html.escape(visible(text), quote=True)
 
 
 def _html_block(block: Block, n: int) -> str:

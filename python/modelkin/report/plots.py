@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy.stats import norm
 
-from .._util import num
+from .._util import num, visible
 from ..compare import CompareResult
 from ..evidence.weights import PairEvidence
 from ..names import layer_index
@@ -60,7 +60,7 @@ def _group_ticks(ax: Axes, ordered: Sequence[PairEvidence]) -> None:
     step = max(1, math.ceil(len(spans) / 24))
     ticks = [(lo + hi) / 2 for _, lo, hi in spans]
     labels = [short_group(g) if k % step == 0 else "" for k, (g, _, _) in enumerate(spans)]
-    ax.set_xticks(ticks, labels, fontsize=7)
+    ax.set_xticks(ticks, [visible(x) for x in labels], fontsize=7)
     for _, lo, _ in spans[1:]:
         ax.axvline(lo - 0.5, color="#dddddd", lw=0.6, zorder=0)
     ax.set_xlim(-1, len(ordered))
@@ -90,7 +90,7 @@ def plot_histograms(top: Sequence[PairEvidence]) -> Figure | None:
         x = np.linspace(edge[0], edge[-1], 256)
         width = float(edge[1] - edge[0])
         ax.plot(x, n * width * norm.pdf(x, mean, std), color="#000000", lw=1.2, label="normal fit")
-        ax.set_title(shorten(e.pairing.a, 38), fontsize=8)
+        ax.set_title(visible(shorten(e.pairing.a, 38)), fontsize=8)
         ax.set_xlabel("d = b − a", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
@@ -129,7 +129,7 @@ def plot_qq(top: Sequence[PairEvidence]) -> Figure | None:
             markers[k % 3],
             ms=2.5,
             alpha=0.7,
-            label=shorten(e.pairing.a, 40),
+            label=visible(shorten(e.pairing.a, 40)),
         )
     ax.plot([-4, 4], [-4, 4], color="#000000", lw=1, label="normal")
     ax.set_xlabel("normal quantiles", fontsize=8)
@@ -331,7 +331,7 @@ def plot_localisation(places: Sequence[Place]) -> Figure | None:
         else ""
         for i, p in enumerate(places)
     ]
-    ax.set_xticks(ticks, labels, fontsize=7, rotation=0 if len(places) <= 12 else 90)
+    ax.set_xticks(ticks, [visible(x) for x in labels], fontsize=7, rotation=0 if len(places) <= 12 else 90)
     ax.set_yticks([])
     ax.set_xlim(-0.2, len(places) + 0.1)
     ax.set_ylim(0, 1)
@@ -354,6 +354,7 @@ def _module(name: str) -> str:
 RC: Any = {  # typed loosely: matplotlib types rc keys as a Literal of every name
     "svg.fonttype": "none",  # text stays text: searchable, and no glyph outlines to embed
     "svg.hashsalt": "modelkin",  # deterministic ids
+    "text.parse_math": False,  # a "$" in a tensor name is a dollar, not mathtext
     "font.family": "sans-serif",
     "font.sans-serif": ["DejaVu Sans", "Helvetica", "Arial", "sans-serif"],
     "axes.spines.top": False,
@@ -376,7 +377,7 @@ def inline_svg(fig: Figure, prefix: str, alt: str) -> str:
     svg = re.sub(r'\bid="([^"]+)"', rf'id="{prefix}-\1"', svg)
     svg = re.sub(r'href="#([^"]+)"', rf'href="#{prefix}-\1"', svg)
     svg = re.sub(r"url\(#([^)]+)\)", rf"url(#{prefix}-\1)", svg)
-    label = html.escape(alt, quote=True)
+    label = html.escape(visible(alt), quote=True)
     width = round(fig.get_figwidth() * 96)  # CSS pixels at the figure's own size, never wider
     attrs = f'role="img" aria-label="{label}" class="plot" style="max-width: {width}px"'
     return svg.replace("<svg", f"<svg {attrs}", 1)

@@ -17,7 +17,7 @@ from rich.table import Table
 from ..._util import num
 from ...errors import ModelkinError
 from ...evidence.behavior import PANEL_RULE, BehaviorResult, compare_behavior
-from ..console import console
+from ..console import console, term
 
 __all__ = ["add_parser", "print_behavior", "run"]
 
@@ -51,7 +51,7 @@ def print_behavior(res: BehaviorResult, out: Console) -> None:
     """The behavioural comparison as a table with its sentence, notes and the panel rule."""
     out.print(f"[bold]{res.n_items} items[/] common to {len(res.models)} models")
     for m in res.models:
-        out.print(f"  {m.name}: accuracy {m.accuracy:.3f} ({m.items} items in {m.path})")
+        out.print(f"  {term(m.name)}: accuracy {m.accuracy:.3f} ({m.items} items in {term(m.path)})")
     t = Table(show_edge=False, pad_edge=False)
     # Answer agreement and identical wrong answers need predictions; hide them when no pair has any.
     answers = any(p.agreement is not None for p in res.pairs)
@@ -64,8 +64,8 @@ def print_behavior(res: BehaviorResult, out: Console) -> None:
     for p in res.pairs:
         same = "–" if p.shared_identical_wrong is None else str(p.shared_identical_wrong)
         row = [
-            p.a,
-            p.b,
+            term(p.a),
+            term(p.b),
             *([num(p.agreement, ".3f")] if answers else []),
             f"{p.errors_a}/{p.errors_b}",
             str(p.shared_errors),
@@ -80,13 +80,13 @@ def print_behavior(res: BehaviorResult, out: Console) -> None:
         t.add_row(*row)
     out.print(t)
     colour = "red" if res.flagged or not res.panel else "green"
-    out.print(f"[bold {colour}]Behaviour:[/] {res.sentence}")
+    out.print(f"[bold {colour}]Behaviour:[/] {term(res.sentence)}")
     if res.panel:
         out.print(f"rule: {PANEL_RULE}.", soft_wrap=False)
     else:
         out.print("Add reference models (three or more files) for a panel null that accounts for hard items.")
     for note in res.notes:
-        out.print(f"note: {note}")
+        out.print(f"note: {term(note)}")
     out.print(
         f"κ: error consistency (Geirhos et al. 2020); 95% CI from {res.bootstrap} bootstrap resamples "
         f"of the items (seed {res.seed}); log10 p: hypergeometric test of the shared errors."
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--bootstrap must be ≥ 0, not {args.bootstrap}")
         res = compare_behavior(args.predictions, args.gold, n_boot=args.bootstrap, seed=args.seed)
     except (ModelkinError, OSError, ValueError) as e:
-        console(sys.stderr).print(f"modelkin: error: {e}", markup=False, soft_wrap=True)
+        console(sys.stderr).print(f"modelkin: error: {term(e)}", soft_wrap=True)
         return 2
     if args.json:
         print(json.dumps(res.to_dict(), indent=1, ensure_ascii=False))

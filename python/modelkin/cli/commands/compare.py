@@ -13,10 +13,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from ..._output import check_output
 from ..._util import num
 from ...compare import CompareResult, compare
 from ...evidence.behavior import compare_behavior
-from ..console import console, finish_streaming_parser, progress_wanted
+from ..console import add_force_option, console, finish_streaming_parser, progress_wanted, term
 from . import EXIT_CHECK_FAILED
 
 __all__ = ["add_parser", "run"]
@@ -46,12 +47,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     sp.add_argument("--gold", default=None, help="gold answers for --predictions (JSONL/CSV of id, answer)")
     sp.add_argument("--report", default=None, help="also write a self-contained report (.html or .md)")
+    add_force_option(sp)
     return finish_streaming_parser(sp, run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Runs ``modelkin compare`` for parsed arguments; returns the exit status."""
     out, progress = console(sys.stdout), progress_wanted(args)
+    if args.report:
+        from ...report import report_format
+
+        report_format(args.report)  # the suffix, before anything is read
+        inputs = [args.a, args.b, *(args.predictions or ()), *([args.gold] if args.gold else [])]
+        check_output(args.report, inputs, force=args.force, what="report")
     res_c = compare(args.a, args.b, threads=args.threads, progress=progress)
     if args.predictions:
         res_c = replace(res_c, behavior=compare_behavior(args.predictions, args.gold))
@@ -59,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         from ...report import write_report  # matplotlib is imported only when a report is asked for
 
         written = write_report(res_c, args.report, argv=["modelkin", *sys.argv[1:]])
-        console(sys.stderr).print(f"wrote report to {written}", markup=False, soft_wrap=True)
+        console(sys.stderr).print(f"wrote report to {term(written)}", soft_wrap=True)
     if args.json:
         print(json.dumps(res_c.to_dict(), indent=1))
     else:
@@ -77,7 +85,7 @@ _COPIES = ("identical", "cast_copy", "quantized_copy", "noised_copy", "scaled_co
 def _print_compare(res: CompareResult, out: Console, top: int) -> None:
     v = res.verdict
     colour = "red" if v.related else "green"
-    out.print(f"[bold {colour}]Verdict:[/] {v.sentence}")
+    out.print(f"[bold {colour}]Verdict:[/] {term(v.sentence)}")
     if v.related:
         out.print(
             f"confidence {v.confidence:.6f} (model-level log10 p = {v.log10_p:.1f}, Bonferroni over tensors)"
@@ -85,13 +93,15 @@ def _print_compare(res: CompareResult, out: Console, top: int) -> None:
     else:
         out.print(f"strongest kinship signal: adjusted log10 p = {v.log10_p:.2f} (kin needs < −6)")
     for note in v.notes:
-        out.print(f"note: {note}")
+        out.print(f"note: {term(note)}")
     if res.metadata is not None:
-        out.print(f"\n[bold]Config and tokenizer[/] ({res.metadata.strength}): {res.metadata.sentence}")
+        m = res.metadata
+        unreadable = f" Unreadable: {'; '.join(m.problems)}." if m.problems else ""
+        out.print(f"\n[bold]Config and tokenizer[/] ({m.strength}): {term(m.sentence + unreadable)}")
     if res.behavior is not None:
-        out.print(f"[bold]Behaviour[/]: {res.behavior.sentence}")
+        out.print(f"[bold]Behaviour[/]: {term(res.behavior.sentence)}")
     if res.profiles is not None:
-        out.print(f"[bold]Per-layer profiles[/] (descriptive): {res.profiles.sentence}")
+        out.print(f"[bold]Per-layer profiles[/] (descriptive): {term(res.profiles.sentence)}")
     al = res.alignment
     methods: dict[str, int] = {}
     for p in al.pairs:
@@ -115,8 +125,8 @@ def _print_compare(res: CompareResult, out: Console, top: int) -> None:
     for e in rows if top <= 0 else rows[:top]:
         s = e.stats
         t.add_row(
-            e.pairing.a,
-            "=" if e.pairing.b == e.pairing.a else e.pairing.b,
+            term(e.pairing.a),
+            "=" if e.pairing.b == e.pairing.a else term(e.pairing.b),
             e.pairing.method,
             e.kind + ("" if e.informative else "*"),
             num(e.log10_p, ".1f"),

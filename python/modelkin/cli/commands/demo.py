@@ -10,7 +10,7 @@ from typing import Any
 
 from ..._util import num
 from ...diff import diff
-from ..console import console, finish_streaming_parser, progress_wanted
+from ..console import console, finish_streaming_parser, progress_wanted, term
 from .diff import print_diff
 
 __all__ = ["add_parser", "run"]
@@ -37,9 +37,10 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(res.to_dict(), indent=1))
             return 0
+        kept = " (deleted on exit)" if args.out is None else ""
         out.print(
             f"Wrote a small Llama-shaped model and a copy with N(0, {NOISE_SIGMA:g}²) noise added to every "
-            f"tensor (the Llama3-V recipe) to {folder}{' (deleted on exit)' if args.out is None else ''}.\n"
+            f"tensor (the Llama3-V recipe) to {term(folder)}{kept}.\n"
         )
         print_diff(res, out, 12)
         tot = res.totals()

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from ..._util import num
 from ...diff import DiffResult, diff
-from ..console import console, finish_streaming_parser, progress_wanted, shape
+from ..console import console, finish_streaming_parser, progress_wanted, shape, term
 
 __all__ = ["add_parser", "run"]
 
@@ -45,8 +45,8 @@ def run(args: argparse.Namespace) -> int:
 def print_diff(res: DiffResult, out: Console, top: int) -> None:
     """The diff as a table, largest differences first, with the totals."""
     tot = res.totals()
-    out.print(f"[bold]A[/] {res.a.path}  ({res.a.n_params:,} parameters, {len(res.a.tensors)} tensors)")
-    out.print(f"[bold]B[/] {res.b.path}  ({res.b.n_params:,} parameters, {len(res.b.tensors)} tensors)")
+    out.print(f"[bold]A[/] {term(res.a.path)}  ({res.a.n_params:,} parameters, {len(res.a.tensors)} tensors)")
+    out.print(f"[bold]B[/] {term(res.b.path)}  ({res.b.n_params:,} parameters, {len(res.b.tensors)} tensors)")
     rows = res.largest_first()
     shown = rows if top <= 0 else rows[:top]
     t = Table(show_edge=False, pad_edge=False, title=None)
@@ -56,9 +56,9 @@ def print_diff(res: DiffResult, out: Console, top: int) -> None:
         s = p.stats
         dt = p.dtype_a if p.dtype_a == p.dtype_b else f"{p.dtype_a}→{p.dtype_b}"
         t.add_row(
-            p.name,
+            term(p.name),
             shape(p.shape),
-            dt,
+            term(dt),
             num(s.d.std),
             num(s.d.mean if s.n else math.nan),
             num(s.max_abs_d),
@@ -71,10 +71,10 @@ def print_diff(res: DiffResult, out: Console, top: int) -> None:
         out.print(f"… {len(rows) - len(shown)} more pairs (use --top 0 for all)")
     for label, items in (("only in A", res.only_a), ("only in B", res.only_b)):
         if items:
-            names = ", ".join(x.name for x in items[:8]) + (" …" if len(items) > 8 else "")
+            names = ", ".join(term(x.name) for x in items[:8]) + (" …" if len(items) > 8 else "")
             out.print(f"[yellow]{len(items)} tensor(s) {label}:[/] {names}")
     for a, b in res.shape_mismatch:
-        out.print(f"[yellow]shape differs:[/] {a.name}  {shape(a.shape)} vs {shape(b.shape)}")
+        out.print(f"[yellow]shape differs:[/] {term(a.name)}  {shape(a.shape)} vs {shape(b.shape)}")
     out.print(
         f"[bold]totals[/]: {tot['pairs']} pairs, {tot['elements']:,} elements, "
         f"{100 * tot['equal_fraction'] if tot['pairs'] else 0:.2f}% bit-equal; "

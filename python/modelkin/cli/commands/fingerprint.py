@@ -7,8 +7,9 @@ import json
 import sys
 from typing import Any
 
+from ..._output import check_output, refuse_inputs
 from ...fingerprint import FORMAT, fingerprint
-from ..console import console, finish_streaming_parser, progress_wanted
+from ..console import add_force_option, console, finish_streaming_parser, progress_wanted, term
 
 __all__ = ["add_parser", "run"]
 
@@ -36,6 +37,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     sp.add_argument("path", help="the checkpoint")
     sp.add_argument("-o", "--output", required=True, help="fingerprint file to write")
+    add_force_option(sp)
     sp.add_argument("--sample-size", type=_sample_size, default=2048, help="values sampled per tensor")
     return finish_streaming_parser(sp, run)
 
@@ -43,7 +45,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Runs ``modelkin fingerprint`` for parsed arguments; returns the exit status."""
     out, progress = console(sys.stdout), progress_wanted(args)
+    check_output(args.output, [args.path], force=args.force, what="fingerprint")
     fp = fingerprint(args.path, threads=args.threads, progress=progress, sample_size=args.sample_size)
+    refuse_inputs(args.output, [f.path for f in fp.checkpoint.files], "fingerprint")
     path = fp.save(args.output)
     size = path.stat().st_size
     keyed = sum(t.token_values is not None for t in fp.tensors)
@@ -66,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             else "; no tokenizer found, no token-keyed rows"
         )
         out.print(
-            f"wrote {path} ({size:,} bytes, {FORMAT}, {len(fp.tensors)} tensors, {fp.sample_size} values "
-            f"each{tokens})"
+            f"wrote {term(path)} ({size:,} bytes, {FORMAT}, {len(fp.tensors)} tensors, "
+            f"{fp.sample_size} values each{tokens})"
         )
     return 0

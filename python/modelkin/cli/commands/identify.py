@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ..._util import json_safe, num
 from ...registry import Registry
-from ..console import console, finish_streaming_parser, warn
+from ..console import console, finish_streaming_parser, term, warn
 
 __all__ = ["add_parser", "run"]
 
@@ -46,6 +46,13 @@ def run(args: argparse.Namespace) -> int:
     for col in ("rank", "model", "relation", "log10 p", "shared", "verdict"):
         t.add_column(col, justify="right" if col in ("rank", "log10 p", "shared") else "left")
     for i, m in enumerate(matches, 1):
-        t.add_row(str(i), m.name, m.relation, num(m.log10_p, ".1f"), f"{m.shared_fraction:.0%}", m.sentence)
+        t.add_row(
+            str(i),
+            term(m.name),
+            m.relation,
+            num(m.log10_p, ".1f"),
+            f"{m.shared_fraction:.0%}",
+            term(m.sentence),
+        )
     out.print(t)
     return 0

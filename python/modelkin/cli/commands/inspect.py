@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..._util import num
 from ...diff import InspectResult, inspect
-from ..console import console, finish_streaming_parser, progress_wanted, shape
+from ..console import console, finish_streaming_parser, progress_wanted, shape, term
 
 __all__ = ["add_parser", "run"]
 
@@ -42,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
 def _print_inspect(res: InspectResult, out: Console) -> None:
     ck = res.checkpoint
     out.print(
-        f"[bold]{ck.path}[/]  {ck.format}, {len(ck.files)} file(s), {len(ck.tensors)} tensors, "
-        f"{ck.n_params:,} parameters ({', '.join(f'{k} {v:,}' for k, v in ck.dtypes.items())})"
+        f"[bold]{term(ck.path)}[/]  {term(ck.format)}, {len(ck.files)} file(s), {len(ck.tensors)} tensors, "
+        f"{ck.n_params:,} parameters ({', '.join(f'{term(k)} {v:,}' for k, v in ck.dtypes.items())})"
     )
     t = Table(show_edge=False, pad_edge=False)
     for col in ("tensor", "dtype", "shape", "mean", "std", "skew", "ex.kurt", "min", "max", "NaN/Inf"):
@@ -51,8 +51,8 @@ def _print_inspect(res: InspectResult, out: Console) -> None:
     for r in res.tensors:
         s = r.stats
         t.add_row(
-            r.name,
-            r.dtype,
+            term(r.name),
+            term(r.dtype),
             shape(r.shape),
             num(s.mean),
             num(s.std),

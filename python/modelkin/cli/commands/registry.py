@@ -12,7 +12,7 @@ from rich.table import Table
 from ..._util import json_safe
 from ...errors import InvalidFingerprintError
 from ...registry import Registry
-from ..console import console, warn
+from ..console import console, term, warn
 
 __all__ = ["add_parser", "run"]
 
@@ -48,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "add":
         e = reg.add(args.source, args.name, replace=args.replace)
         out.print(
-            f"registered '{e.name}' ({e.n_params:,} parameters, {e.n_tensors} tensors, "
-            f"{e.size:,} bytes) in {reg.path}"
+            f"registered '{term(e.name)}' ({e.n_params:,} parameters, {e.n_tensors} tensors, "
+            f"{e.size:,} bytes) in {term(reg.path)}"
         )
     elif args.action == "list":
         entries = reg.list()
@@ -60,14 +60,21 @@ def run(args: argparse.Namespace) -> int:
         for col in ("name", "parameters", "tensors", "bytes", "created", "source"):
             t.add_column(col, justify="right" if col in ("parameters", "tensors", "bytes") else "left")
         for e in entries:
-            t.add_row(e.name, f"{e.n_params:,}", str(e.n_tensors), f"{e.size:,}", e.created, e.source)
+            t.add_row(
+                term(e.name),
+                f"{e.n_params:,}",
+                str(e.n_tensors),
+                f"{e.size:,}",
+                term(e.created),
+                term(e.source),
+            )
         out.print(t)
     elif args.action == "remove":
         try:
             reg.remove(args.name)
         except KeyError as e:
             raise ValueError(e.args[0]) from None
-        out.print(f"removed '{args.name}' from {reg.path}")
+        out.print(f"removed '{term(args.name)}' from {term(reg.path)}")
     else:  # show
         try:
             fp = reg.get(args.name)
@@ -90,5 +97,5 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(json_safe(info), indent=1))
         else:
             for k, v in info.items():
-                out.print(f"{k}: {v}")
+                out.print(f"{k}: {term(v)}")
     return 0
