@@ -13,9 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import modelkin
 import numpy as np
 import pytest
 from models import entry, raw_file, write_single
+from safetensors.numpy import save_file
 
 TIMEOUT = 60
 
@@ -250,3 +252,20 @@ def test_an_index_named_by_a_bare_file_name_still_reads_its_shards(tmp_path: Pat
     )
     proc = _run("inspect", "model.safetensors.index.json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("size", [-5, 2**64, 2**70])
+def test_out_of_range_sample_sizes_from_the_api_are_a_value_error_not_an_overflow(
+    size: int, tmp_path: Path
+) -> None:
+    a = np.linspace(-1, 1, 64, dtype=np.float32)
+    with pytest.raises(ValueError, match="sample_size must be a non-negative integer below 2\\*\\*64"):
+        modelkin.pair_stats(a, a, sample_size=size)
+    path = tmp_path / "m.safetensors"
+    save_file({"w": a}, str(path))
+    for call in (
+        lambda: modelkin.diff(path, path, sample_size=size),
+        lambda: modelkin.fingerprint(path, sample_size=size),
+    ):
+        with pytest.raises(ValueError, match="sample_size must be"):
+            call()

@@ -89,6 +89,15 @@ def threads(n: int | None) -> int:
     return n if n is not None else _modelkin.default_threads()
 
 
+def _size(n: int, what: str) -> int:
+    """``n`` checked as a count the engine takes (a non-negative integer below 2⁶⁴): the native module
+    would raise ``OverflowError`` on a negative or huge one. The engine's own caps (2²⁰ sampled values
+    per tensor) are checked by the core, which names them."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n < 2**64:
+        raise ValueError(f"{what} must be a non-negative integer below 2**64, got {n!r}")
+    return n
+
+
 def default_threads() -> int:
     """The thread count a call without ``threads`` uses."""
     return _modelkin.default_threads()
@@ -121,7 +130,7 @@ def inspect(
     path: str | os.PathLike[str], threads: int, progress: Callback | None = None, sample_size: int = 0
 ) -> TensorsDict:
     """Streams one checkpoint: its summary, per-tensor statistics and sampled values."""
-    return _modelkin.inspect(resolve(path), threads, progress, sample_size)
+    return _modelkin.inspect(resolve(path), threads, progress, _size(sample_size, "sample_size"))
 
 
 def diff(
@@ -132,7 +141,7 @@ def diff(
     sample_size: int = 4096,
 ) -> DiffDict:
     """Streams two checkpoints once and compares same-named tensors."""
-    return _modelkin.diff(resolve(a), resolve(b), threads, progress, sample_size)
+    return _modelkin.diff(resolve(a), resolve(b), threads, progress, _size(sample_size, "sample_size"))
 
 
 def diff_pairs(
@@ -147,13 +156,20 @@ def diff_pairs(
 ) -> DiffPairsDict:
     """Streams the listed pairs and single tensors of each side in one pass."""
     return _modelkin.diff_pairs(
-        resolve(a), resolve(b), list(pairs), list(singles_a), list(singles_b), threads, progress, sample_size
+        resolve(a),
+        resolve(b),
+        list(pairs),
+        list(singles_a),
+        list(singles_b),
+        threads,
+        progress,
+        _size(sample_size, "sample_size"),
     )
 
 
 def sample_values(path: str | os.PathLike[str], threads: int, sample_size: int = 4096) -> TensorsDict:
     """Only the values at the sample positions of every tensor: a cheap sketch for alignment."""
-    return _modelkin.sample_values(resolve(path), threads, sample_size)
+    return _modelkin.sample_values(resolve(path), threads, _size(sample_size, "sample_size"))
 
 
 def pair_stats(
@@ -165,7 +181,7 @@ def pair_stats(
     sample_size: int,
 ) -> PairStatsDict:
     """Pair statistics of two equal-length byte buffers holding ``a_dtype`` and ``b_dtype`` elements."""
-    return _modelkin.pair_stats(a, a_dtype, b, b_dtype, threads, sample_size)
+    return _modelkin.pair_stats(a, a_dtype, b, b_dtype, threads, _size(sample_size, "sample_size"))
 
 
 def heads(
@@ -183,7 +199,9 @@ def fingerprint(
     quantiles: int,
 ) -> FingerprintDict:
     """Streams one checkpoint once: what a fingerprint keeps of every tensor."""
-    return _modelkin.fingerprint(resolve(path), threads, progress, sample_size, quantiles)
+    return _modelkin.fingerprint(
+        resolve(path), threads, progress, _size(sample_size, "sample_size"), _size(quantiles, "quantiles")
+    )
 
 
 def columns(
