@@ -73,6 +73,19 @@ def parse(*argv: str) -> argparse.Namespace:
 # -- statistics -----------------------------------------------------------------------------------------
 
 
+def test_behavior_json_shows_no_control_character_of_a_file_name(panel_files, tmp_path, capsys):
+    hostile = []
+    for i, f in enumerate(panel_files[:2]):
+        target = tmp_path / f"m{i}\u009b2J\u001b]0;x\u0007.jsonl"
+        target.write_bytes(f.read_bytes())
+        hostile.append(str(target))
+    assert run_behavior(parse(*hostile, "--json", "--bootstrap", "0")) == 0
+    out = capsys.readouterr().out
+    assert not any((ord(c) < 0x20 and c not in "\n") or 0x7F <= ord(c) <= 0x9F for c in out)
+    assert "\\u009b" in out
+    json.loads(out)
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_kappa_matches_the_definition(seed):
     rng = np.random.default_rng(seed)

@@ -105,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
         console(sys.stderr).print(f"modelkin: error: {term(e)}", soft_wrap=True)
         return 2
     if args.json:
-        print(json.dumps(res.to_dict(), indent=1, ensure_ascii=False))
+        # ASCII like every --json: a C1 control (U+009B is CSI) in a file name must not reach a terminal raw.
+        print(json.dumps(res.to_dict(), indent=1))
     else:
         print_behavior(res, console(sys.stdout))
     return 0
